@@ -1,0 +1,1 @@
+"""dft_operators: neural operators for electronic-structure maps."""

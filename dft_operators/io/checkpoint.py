@@ -1,0 +1,106 @@
+"""Model directories: weights (orbax) plus a JSON model card, enough to load a model alone.
+
+Layout of a model directory::
+
+    card.json     kind, model and training configs, level of theory, normalisation statistics,
+                  training-data fingerprint, metrics
+    params/       the weights to predict with (best validation epoch), orbax
+    state/        resumable training state (params, optimiser, epoch), orbax CheckpointManager
+    log.jsonl     one line per epoch; learning_curve.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CARD_FORMAT = "dft_operators-model"
+CARD_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model directory that is missing, corrupt, or not a dft_operators model."""
+
+
+def save_card(directory: str, card: dict) -> None:
+    """Writes ``card.json`` atomically, adding the format tag."""
+    os.makedirs(directory, exist_ok=True)
+    card = {"format": CARD_FORMAT, "version": CARD_VERSION, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), **card}
+    tmp = os.path.join(directory, "card.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(card, f, indent=1, default=_json_default)
+    os.replace(tmp, os.path.join(directory, "card.json"))
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_card(directory: str) -> dict:
+    """Reads and checks ``card.json``; raises :class:`CheckpointError` with the reason."""
+    path = os.path.join(directory, "card.json")
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"no model directory {directory}")
+    try:
+        with open(path) as f:
+            card = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a dft_operators model directory (no card.json)") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
+    if card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{path} is not a dft_operators model card (format {card.get('format')!r})")
+    if card.get("version", 0) > CARD_VERSION:
+        raise CheckpointError(f"{path} has card version {card['version']}; upgrade dft_operators to read it")
+    return card
+
+
+def save_params(directory: str, params) -> None:
+    """Saves weights to ``directory/params`` (atomic: orbax writes to a temporary folder first)."""
+    path = os.path.abspath(os.path.join(directory, "params"))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, jax.device_get(params), force=True)
+    checkpointer.wait_until_finished()
+
+
+def load_params(directory: str, like=None):
+    """Restores the weights of a model directory (as NumPy-backed arrays, or shaped like ``like``)."""
+    path = os.path.abspath(os.path.join(directory, "params"))
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{directory} has no saved weights (params/ missing)")
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        if like is None:
+            return checkpointer.restore(path)
+        return checkpointer.restore(path, jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like))
+    except Exception as err:  # orbax raises many types for damaged folders
+        raise CheckpointError(f"cannot restore weights from {path}: {type(err).__name__}: {err}") from None
+
+
+def state_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """The manager of resumable training states under ``directory/state``."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(directory, "state")), options=options)
+
+
+def restore_state(manager: ocp.CheckpointManager, like):
+    """The latest training state shaped like ``like``, or None when there is none."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    try:
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as err:
+        raise CheckpointError(
+            f"cannot resume from {manager.directory} step {step}: {type(err).__name__}: {err}; "
+            "delete that folder to start over, or train into a new directory") from None

@@ -1,0 +1,135 @@
+"""V2Rho-FNO: a Fourier neural operator from the screened ionic potential to the valence density.
+
+The map is potential -> density on a periodic box (``grids.UniformGrid``), both channels-last:
+
+    lift:     h_0(x)     = A [f(x), r(x)]                         (pointwise; r = 3 box coordinates)
+    layer t:  h_{t+1}(x) = gelu(K_t h_t (x) + W_t h_t(x))         (no gelu after the last layer)
+    project:  rho(x)     = softplus(Q_2 gelu(Q_1 h_L(x)))          (non-negative)
+
+with K_t the spectral convolution of ``nn.spectral`` and W_t, A, Q pointwise (1x1) Dense layers, the
+W_t h_t term being the layer's residual (skip) path. No weight has a grid-sized shape, so one set of
+weights evaluates on every resolution of the same box. ``normalise`` then scales rho to the electron
+count, which absorbs the arbitrary units of the network output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dft_operators.grids import spectral_resample
+from dft_operators.nn.spectral import SpectralConv3D, check_modes
+
+
+@dataclasses.dataclass(frozen=True)
+class FNOConfig:
+    """Hyperparameters of the V2Rho-FNO (saved beside its weights)."""
+
+    width: int = 32  # channels in the Fourier layers
+    modes: int = 8  # Fourier modes kept per axis (per sign); the grid needs more than 2 * modes points per axis
+    n_layers: int = 4  # Fourier layers
+    lifting_width: int = 64  # hidden width of the projection MLP
+    in_channels: int = 1  # input fields (the screened ionic potential; 2 when the atomic-density guess is added)
+
+    @staticmethod
+    def tiny() -> "FNOConfig":
+        """Seconds on a CPU, for smoke tests; needs grids of at least 7 points per axis."""
+        return FNOConfig(width=8, modes=3, n_layers=2, lifting_width=16)
+
+
+def box_coordinates(shape: Sequence[int]) -> jax.Array:
+    """Normalised coordinates of a periodic box's grid points, [nx, ny, nz, 3], each in [-1, 1).
+
+    Point i of n along an axis sits at -1 + 2 i / n: the same box sampled on n or on 2 n points gives the
+    same values at the shared points, so the coordinate channels do not depend on the resolution.
+    """
+    axes = [-1.0 + 2.0 * jnp.arange(n, dtype=jnp.float32) / n for n in shape]
+    return jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)  # [nx, ny, nz, 3]
+
+
+def resample_fields(fields: jax.Array, shape: Sequence[int]) -> jax.Array:
+    """Band-limited (Fourier) resampling of channels-last fields [..., nx, ny, nz, c] to ``shape``.
+
+    Returns [..., mx, my, mz, c] in the dtype of ``fields`` (``grids.spectral_resample`` per channel).
+    """
+    channels_first = jnp.moveaxis(fields, -1, -4)  # [..., c, nx, ny, nz]
+    resampled = spectral_resample(channels_first, tuple(shape))  # [..., c, mx, my, mz]
+    return jnp.moveaxis(resampled, -4, -1).astype(fields.dtype)  # [..., mx, my, mz, c]
+
+
+class FNO(nn.Module):
+    """V2Rho-FNO (see the module docstring); build it with ``create_fno``.
+
+    Attributes:
+      width: channels of the Fourier layers.
+      modes: kept Fourier modes per axis and sign (the same on x, y, z).
+      n_layers: Fourier layers.
+      lifting_width: hidden width of the projection MLP.
+    """
+
+    width: int
+    modes: int
+    n_layers: int
+    lifting_width: int
+
+    @nn.compact
+    def __call__(self, fields: jax.Array, out_shape: Sequence[int] | None = None) -> jax.Array:
+        """Density on the box, in arbitrary units (scale it with ``normalise``).
+
+        Args:
+          fields: input fields [batch, nx, ny, nz, c_in] on a periodic box (the screened ionic potential in
+            Hartree, optionally with the atomic-density guess in electrons / Bohr^3).
+          out_shape: a grid (mx, my, mz) of the same box to predict on. Resolution transfer resamples the
+            inputs spectrally (band-limited interpolation) to ``out_shape`` and runs the whole network
+            there, so the result is the same as calling the model on inputs sampled on the finer grid.
+        Returns:
+          non-negative density [batch, mx, my, mz] (``out_shape``, or the input grid when None).
+        Raises:
+          ValueError: when the grid has no more than 2 * modes points along some axis.
+        """
+        chex.assert_rank(fields, 5)
+        if out_shape is not None and tuple(out_shape) != fields.shape[1:4]:
+            fields = resample_fields(fields, out_shape)  # [batch, mx, my, mz, c_in]
+        shape = fields.shape[1:4]
+        modes = (self.modes,) * 3
+        check_modes(shape, modes, "grid")
+        coordinates = jnp.broadcast_to(box_coordinates(shape), fields.shape[:4] + (3,))  # [batch, nx, ny, nz, 3]
+        h = nn.Dense(self.width, name="lifting")(jnp.concatenate([fields, coordinates], axis=-1))
+        for t in range(self.n_layers):
+            h = SpectralConv3D(self.width, modes, name=f"spectral_{t}")(h) + nn.Dense(self.width, name=f"skip_{t}")(h)
+            if t < self.n_layers - 1:
+                h = nn.gelu(h, approximate=False)
+        h = nn.gelu(nn.Dense(self.lifting_width, name="projection_hidden")(h), approximate=False)
+        density = nn.softplus(nn.Dense(1, name="projection_out")(h))  # [batch, nx, ny, nz, 1]
+        return density[..., 0]  # [batch, nx, ny, nz]
+
+
+def create_fno(config: FNOConfig) -> FNO:
+    """The FNO module for a config (the only place that reads ``FNOConfig``).
+
+    ``config.in_channels`` fixes the input width through the parameters made by ``init``; the module takes
+    its input channels from the data.
+    """
+    return FNO(width=config.width, modes=config.modes, n_layers=config.n_layers, lifting_width=config.lifting_width)
+
+
+def normalise(density: jax.Array, n_electrons: jax.Array, voxel_volume) -> jax.Array:
+    """Scales each density so that its Riemann sum is the electron count: sum(rho) * dV = N.
+
+    Args:
+      density: non-negative values [batch, nx, ny, nz] with a positive sum.
+      n_electrons: electrons per sample [batch] (the valence count for pseudopotential densities).
+      voxel_volume: dV in Bohr^3, a float or [batch].
+    Returns:
+      density [batch, nx, ny, nz] in electrons / Bohr^3.
+    """
+    chex.assert_rank(density, 4)
+    n_electrons = jnp.asarray(n_electrons, density.dtype)
+    voxel_volume = jnp.broadcast_to(jnp.asarray(voxel_volume, density.dtype), n_electrons.shape)
+    scale = n_electrons / (density.sum(axis=(1, 2, 3)) * voxel_volume)  # [batch]
+    return density * scale[:, None, None, None]

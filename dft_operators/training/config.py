@@ -1,0 +1,29 @@
+"""Training hyperparameters as a frozen dataclass (saved beside every checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train; every model uses the same loop and the same fields."""
+
+    epochs: int = 100  # passes over the training set
+    batch_size: int = 8  # global batch, split over all local devices (padded to a multiple of them)
+    learning_rate: float = 1e-3  # peak learning rate of the warm-up + cosine schedule
+    warmup_fraction: float = 0.05  # fraction of the steps spent warming up linearly from 0
+    final_lr_fraction: float = 0.01  # the cosine decays to this fraction of the peak
+    weight_decay: float = 1e-5  # AdamW decoupled weight decay
+    grad_clip_norm: float = 1.0  # clip the global gradient norm to this value
+    val_fraction: float = 0.1  # fraction of records held out for validation (when no split is given)
+    checkpoint_every: int = 1  # save a resumable checkpoint every this many epochs
+    seed: int = 0  # seeds initialisation, shuffling and the split
+
+    @staticmethod
+    def tiny() -> "TrainConfig":
+        """Seconds on a CPU: for smoke tests."""
+        return TrainConfig(epochs=3, batch_size=2, learning_rate=3e-3)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,139 @@
+"""Spectral convolution and V2Rho-FNO: discretisation invariance, zero-padding, normalisation, jit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dft_operators.grids import spectral_resample
+from dft_operators.models.fno import FNOConfig, box_coordinates, create_fno, normalise, resample_fields
+from dft_operators.nn.spectral import SpectralConv3D, spectral_conv
+
+MODES = (3, 3, 3)
+C_IN, C_OUT = 2, 3
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)
+
+
+def random_weights(key, modes=MODES, c_in=C_IN, c_out=C_OUT):
+    """Complex weights [2 m1, 2 m2, m3, c_in, c_out]."""
+    m1, m2, m3 = modes
+    kr, ki = jax.random.split(key)
+    shape = (2 * m1, 2 * m2, m3, c_in, c_out)
+    return jax.lax.complex(jax.random.normal(kr, shape), jax.random.normal(ki, shape))
+
+
+def band_limited(key, max_k: int, shapes, batch=2, channels=C_IN):
+    """One random real field with frequencies |k| <= max_k on each axis, sampled on each grid of ``shapes``.
+
+    The field is white noise on an odd grid of 2 max_k + 1 points (all frequencies -max_k..max_k, no Nyquist
+    term) interpolated spectrally: the samples are exact for every grid with more than 2 max_k points.
+    """
+    base = jax.random.normal(key, (batch, channels) + (2 * max_k + 1,) * 3)  # [batch, c, s, s, s]
+    return [jnp.moveaxis(spectral_resample(base, shape), 1, -1) for shape in shapes]  # [batch, n, n, n, c] each
+
+
+def max_relative_error(a, b):
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+@pytest.mark.parametrize("n", [8, 7], ids=["even", "odd"])
+def test_spectral_conv_is_discretisation_invariant(key, n):
+    # The input reaches |k| = m on every axis, so it feeds every kept corner (kx, ky = -m included) and
+    # also the discarded +m: the DFT coefficients of both samplings are exact, and so are the outputs.
+    k_field, k_weights = jax.random.split(key)
+    coarse, fine = band_limited(k_field, max(MODES), [(n,) * 3, (2 * n,) * 3])
+    weights = random_weights(k_weights)
+    out_coarse = spectral_conv(coarse, weights)  # [batch, n, n, n, c_out]
+    out_fine = spectral_conv(fine, weights)  # [batch, 2n, 2n, 2n, c_out]
+    assert out_coarse.shape == (2, n, n, n, C_OUT) and out_fine.shape == (2, 2 * n, 2 * n, 2 * n, C_OUT)
+    assert max_relative_error(out_fine[:, ::2, ::2, ::2], out_coarse) < 1e-5
+
+
+@pytest.mark.parametrize("n", [8, 7], ids=["even", "odd"])
+def test_negative_control_white_noise_is_not_resolution_independent(key, n):
+    # White noise on the fine grid, and the same values at the shared points on the coarse grid: its
+    # frequencies above the coarse Nyquist rate alias differently, so a grid-independent layer must give
+    # different outputs. A layer that acted on array indices (not frequencies) would pass this by mistake
+    # and fail the test above; here we check the invariance test has teeth.
+    k_field, k_weights = jax.random.split(key)
+    fine = jax.random.normal(k_field, (2, 2 * n, 2 * n, 2 * n, C_IN))
+    coarse = fine[:, ::2, ::2, ::2]
+    weights = random_weights(k_weights)
+    error = max_relative_error(spectral_conv(fine, weights)[:, ::2, ::2, ::2], spectral_conv(coarse, weights))
+    assert error > 1e-2  # 1000 times the tolerance of the invariance test
+
+
+@pytest.mark.parametrize("n", [8, 7], ids=["even", "odd"])
+def test_out_shape_is_spectral_zero_padding(key, n):
+    k_field, k_weights = jax.random.split(key)
+    field = jax.random.normal(k_field, (2, n, n, n, C_IN))  # any input: the output is band-limited
+    weights = random_weights(k_weights)
+    fine_shape = (2 * n,) * 3
+    direct = spectral_conv(field, weights, out_shape=fine_shape)  # [batch, 2n, 2n, 2n, c_out]
+    resampled = resample_fields(spectral_conv(field, weights), fine_shape)
+    assert direct.shape == (2,) + fine_shape + (C_OUT,)
+    assert max_relative_error(direct, resampled) < 1e-5
+
+
+def test_too_small_grid_raises(key):
+    weights = random_weights(key)
+    with pytest.raises(ValueError, match="too small for modes"):
+        spectral_conv(jnp.zeros((1, 6, 8, 8, C_IN)), weights)  # 6 = 2 * 3: kx = -3 is the Nyquist term
+    with pytest.raises(ValueError, match="out_shape .* too small"):
+        spectral_conv(jnp.zeros((1, 8, 8, 8, C_IN)), weights, out_shape=(8, 8, 5))
+    model = create_fno(FNOConfig.tiny())
+    with pytest.raises(ValueError, match="too small for modes"):
+        model.init(key, jnp.zeros((1, 6, 6, 6, 1)))
+
+
+def test_spectral_conv_module_weights_do_not_depend_on_grid(key):
+    layer = SpectralConv3D(features=C_OUT, modes=MODES)
+    params = layer.init(key, jnp.zeros((1, 8, 8, 8, C_IN)))
+    shapes = {name: p.shape for name, p in params["params"].items()}
+    assert shapes == {"weights_real": (6, 6, 3, C_IN, C_OUT), "weights_imag": (6, 6, 3, C_IN, C_OUT)}
+    assert layer.apply(params, jnp.ones((1, 11, 12, 13, C_IN))).shape == (1, 11, 12, 13, C_OUT)
+
+
+def test_box_coordinates_are_grid_independent():
+    coarse, fine = box_coordinates((6, 7, 8)), box_coordinates((12, 14, 16))
+    np.testing.assert_allclose(fine[::2, ::2, ::2], coarse, atol=1e-7)
+    assert float(coarse.min()) == -1.0 and float(coarse.max()) < 1.0
+
+
+def test_fno_density_is_non_negative_and_normalises(key):
+    config = FNOConfig.tiny()
+    model = create_fno(config)
+    k_init, k_field = jax.random.split(key)
+    fields = jax.random.normal(k_field, (2, 10, 9, 8, config.in_channels))
+    params = model.init(k_init, fields)
+    density = model.apply(params, fields)
+    assert density.shape == (2, 10, 9, 8)
+    assert bool(jnp.all(density >= 0))
+    n_electrons, voxel_volume = jnp.array([8.0, 10.0]), jnp.array([0.2**3, 0.3**3])
+    rho = normalise(density, n_electrons, voxel_volume)
+    np.testing.assert_allclose(rho.sum(axis=(1, 2, 3)) * voxel_volume, n_electrons, rtol=1e-5)
+    np.testing.assert_allclose(normalise(density, n_electrons, 0.2**3).sum(axis=(1, 2, 3)) * 0.2**3, n_electrons,
+                               rtol=1e-5)
+    fine = model.apply(params, fields, out_shape=(20, 18, 16))  # the same weights on a finer grid
+    assert fine.shape == (2, 20, 18, 16) and bool(jnp.all(fine >= 0))
+
+
+def test_fno_jit_does_not_recompile_for_new_params(key):
+    model = create_fno(FNOConfig.tiny())
+    fields = jnp.ones((1, 8, 8, 8, 1))
+    traces = []
+
+    @jax.jit
+    def predict(params, fields):
+        traces.append(1)  # runs only while tracing
+        return model.apply(params, fields)
+
+    first = predict(model.init(jax.random.PRNGKey(1), fields), fields)
+    second = predict(model.init(jax.random.PRNGKey(2), fields), fields)
+    jax.block_until_ready(second)
+    assert len(traces) == 1
+    assert not np.allclose(first, second)
