@@ -6,16 +6,27 @@ import numpy as np
 import pytest
 
 from dft_operators.grids import spectral_resample
-from dft_operators.models.fno import FNOConfig, box_coordinates, create_fno, normalise, resample_fields
+from dft_operators.models.fno import FNOConfig, box_coordinates, create_fno, normalise
 from dft_operators.nn.spectral import SpectralConv3D, spectral_conv
 
 MODES = (3, 3, 3)
 C_IN, C_OUT = 2, 3
+# Jitted once per shape: eager mode would compile every FFT, slice and pad on its own (several times slower).
+conv = jax.jit(spectral_conv, static_argnames="out_shape")
+resample = jax.jit(spectral_resample, static_argnums=1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="module")
+def tiny_fno(key):
+    """The tiny FNO and its parameters, made once (compiling ``init`` costs seconds on a CPU)."""
+    model = create_fno(FNOConfig.tiny())
+    params = jax.jit(model.init)(key, jnp.zeros((1, 8, 8, 8, FNOConfig.tiny().in_channels)))
+    return model, params
 
 
 def random_weights(key, modes=MODES, c_in=C_IN, c_out=C_OUT):
@@ -33,7 +44,7 @@ def band_limited(key, max_k: int, shapes, batch=2, channels=C_IN):
     term) interpolated spectrally: the samples are exact for every grid with more than 2 max_k points.
     """
     base = jax.random.normal(key, (batch, channels) + (2 * max_k + 1,) * 3)  # [batch, c, s, s, s]
-    return [jnp.moveaxis(spectral_resample(base, shape), 1, -1) for shape in shapes]  # [batch, n, n, n, c] each
+    return [jnp.moveaxis(resample(base, shape), 1, -1) for shape in shapes]  # [batch, n, n, n, c] each
 
 
 def max_relative_error(a, b):
@@ -47,8 +58,8 @@ def test_spectral_conv_is_discretisation_invariant(key, n):
     k_field, k_weights = jax.random.split(key)
     coarse, fine = band_limited(k_field, max(MODES), [(n,) * 3, (2 * n,) * 3])
     weights = random_weights(k_weights)
-    out_coarse = spectral_conv(coarse, weights)  # [batch, n, n, n, c_out]
-    out_fine = spectral_conv(fine, weights)  # [batch, 2n, 2n, 2n, c_out]
+    out_coarse = conv(coarse, weights)  # [batch, n, n, n, c_out]
+    out_fine = conv(fine, weights)  # [batch, 2n, 2n, 2n, c_out]
     assert out_coarse.shape == (2, n, n, n, C_OUT) and out_fine.shape == (2, 2 * n, 2 * n, 2 * n, C_OUT)
     assert max_relative_error(out_fine[:, ::2, ::2, ::2], out_coarse) < 1e-5
 
@@ -63,7 +74,7 @@ def test_negative_control_white_noise_is_not_resolution_independent(key, n):
     fine = jax.random.normal(k_field, (2, 2 * n, 2 * n, 2 * n, C_IN))
     coarse = fine[:, ::2, ::2, ::2]
     weights = random_weights(k_weights)
-    error = max_relative_error(spectral_conv(fine, weights)[:, ::2, ::2, ::2], spectral_conv(coarse, weights))
+    error = max_relative_error(conv(fine, weights)[:, ::2, ::2, ::2], conv(coarse, weights))
     assert error > 1e-2  # 1000 times the tolerance of the invariance test
 
 
@@ -73,8 +84,8 @@ def test_out_shape_is_spectral_zero_padding(key, n):
     field = jax.random.normal(k_field, (2, n, n, n, C_IN))  # any input: the output is band-limited
     weights = random_weights(k_weights)
     fine_shape = (2 * n,) * 3
-    direct = spectral_conv(field, weights, out_shape=fine_shape)  # [batch, 2n, 2n, 2n, c_out]
-    resampled = resample_fields(spectral_conv(field, weights), fine_shape)
+    direct = conv(field, weights, out_shape=fine_shape)  # [batch, 2n, 2n, 2n, c_out]
+    resampled = jnp.moveaxis(resample(jnp.moveaxis(conv(field, weights), -1, 1), fine_shape), 1, -1)
     assert direct.shape == (2,) + fine_shape + (C_OUT,)
     assert max_relative_error(direct, resampled) < 1e-5
 
@@ -92,10 +103,10 @@ def test_too_small_grid_raises(key):
 
 def test_spectral_conv_module_weights_do_not_depend_on_grid(key):
     layer = SpectralConv3D(features=C_OUT, modes=MODES)
-    params = layer.init(key, jnp.zeros((1, 8, 8, 8, C_IN)))
-    shapes = {name: p.shape for name, p in params["params"].items()}
-    assert shapes == {"weights_real": (6, 6, 3, C_IN, C_OUT), "weights_imag": (6, 6, 3, C_IN, C_OUT)}
-    assert layer.apply(params, jnp.ones((1, 11, 12, 13, C_IN))).shape == (1, 11, 12, 13, C_OUT)
+    for shape in [(8, 8, 8), (11, 12, 13)]:
+        params = jax.eval_shape(layer.init, key, jnp.zeros((1,) + shape + (C_IN,)))
+        shapes = {name: p.shape for name, p in params["params"].items()}
+        assert shapes == {"weights_real": (6, 6, 3, C_IN, C_OUT), "weights_imag": (6, 6, 3, C_IN, C_OUT)}
 
 
 def test_box_coordinates_are_grid_independent():
@@ -104,13 +115,11 @@ def test_box_coordinates_are_grid_independent():
     assert float(coarse.min()) == -1.0 and float(coarse.max()) < 1.0
 
 
-def test_fno_density_is_non_negative_and_normalises(key):
-    config = FNOConfig.tiny()
-    model = create_fno(config)
-    k_init, k_field = jax.random.split(key)
-    fields = jax.random.normal(k_field, (2, 10, 9, 8, config.in_channels))
-    params = model.init(k_init, fields)
-    density = model.apply(params, fields)
+def test_fno_density_is_non_negative_and_normalises(key, tiny_fno):
+    model, params = tiny_fno  # initialised on 8^3, applied on another grid: the weights fit every grid
+    fields = jax.random.normal(key, (2, 10, 9, 8, 1))
+    apply = jax.jit(model.apply, static_argnames="out_shape")
+    density = apply(params, fields)
     assert density.shape == (2, 10, 9, 8)
     assert bool(jnp.all(density >= 0))
     n_electrons, voxel_volume = jnp.array([8.0, 10.0]), jnp.array([0.2**3, 0.3**3])
@@ -118,12 +127,12 @@ def test_fno_density_is_non_negative_and_normalises(key):
     np.testing.assert_allclose(rho.sum(axis=(1, 2, 3)) * voxel_volume, n_electrons, rtol=1e-5)
     np.testing.assert_allclose(normalise(density, n_electrons, 0.2**3).sum(axis=(1, 2, 3)) * 0.2**3, n_electrons,
                                rtol=1e-5)
-    fine = model.apply(params, fields, out_shape=(20, 18, 16))  # the same weights on a finer grid
+    fine = apply(params, fields, out_shape=(20, 18, 16))  # the same weights on a finer grid
     assert fine.shape == (2, 20, 18, 16) and bool(jnp.all(fine >= 0))
 
 
-def test_fno_jit_does_not_recompile_for_new_params(key):
-    model = create_fno(FNOConfig.tiny())
+def test_fno_jit_does_not_recompile_for_new_params(tiny_fno):
+    model, params = tiny_fno
     fields = jnp.ones((1, 8, 8, 8, 1))
     traces = []
 
@@ -132,8 +141,8 @@ def test_fno_jit_does_not_recompile_for_new_params(key):
         traces.append(1)  # runs only while tracing
         return model.apply(params, fields)
 
-    first = predict(model.init(jax.random.PRNGKey(1), fields), fields)
-    second = predict(model.init(jax.random.PRNGKey(2), fields), fields)
+    first = predict(params, fields)
+    second = predict(jax.tree.map(lambda p: 2.0 * p, params), fields)
     jax.block_until_ready(second)
     assert len(traces) == 1
     assert not np.allclose(first, second)

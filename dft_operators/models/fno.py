@@ -21,6 +21,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dft_operators.grids import spectral_resample
 from dft_operators.nn.spectral import SpectralConv3D, check_modes
@@ -42,14 +43,15 @@ class FNOConfig:
         return FNOConfig(width=8, modes=3, n_layers=2, lifting_width=16)
 
 
-def box_coordinates(shape: Sequence[int]) -> jax.Array:
-    """Normalised coordinates of a periodic box's grid points, [nx, ny, nz, 3], each in [-1, 1).
+def box_coordinates(shape: Sequence[int]) -> np.ndarray:
+    """Normalised coordinates of a periodic box's grid points, float32 [nx, ny, nz, 3], each in [-1, 1).
 
     Point i of n along an axis sits at -1 + 2 i / n: the same box sampled on n or on 2 n points gives the
-    same values at the shared points, so the coordinate channels do not depend on the resolution.
+    same values at the shared points, so the coordinate channels do not depend on the resolution. NumPy,
+    so that under jit they are a compile-time constant.
     """
-    axes = [-1.0 + 2.0 * jnp.arange(n, dtype=jnp.float32) / n for n in shape]
-    return jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)  # [nx, ny, nz, 3]
+    axes = [-1.0 + 2.0 * np.arange(n) / n for n in shape]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)  # [nx, ny, nz, 3]
 
 
 def resample_fields(fields: jax.Array, shape: Sequence[int]) -> jax.Array:

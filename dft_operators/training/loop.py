@@ -75,7 +75,7 @@ def make_steps(objective: Objective, optimizer: optax.GradientTransformation):
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         sums = _weighted_sums(per_sample, batch["weight"])
-        sums["grad_norm"] = optax.global_norm(grads) * sums["count"]
+        sums["grad_norm"] = optax.tree.norm(grads) * sums["count"]
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
 
     def eval_step(params, batch: Batch):

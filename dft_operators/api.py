@@ -1,0 +1,201 @@
+"""The public operations behind the ``dft-operators`` command, as plain Python functions.
+
+``train`` / ``load_model`` / ``predict`` / ``evaluate`` / ``list_models`` dispatch on the model kind;
+each is one library call of the command line (see ``cli.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from importlib import resources
+
+import jax
+import numpy as np
+
+from dft_operators import models, reference
+from dft_operators.data.splits import split_by_molecule
+from dft_operators.io import checkpoint, cube
+from dft_operators.io.dataset import Dataset
+from dft_operators.molecule import Molecule
+from dft_operators.training import loop
+from dft_operators.training.config import TrainConfig
+from dft_operators.workflows import grid_density
+
+KINDS = ("fno",)
+
+
+def _read_config(config: dict | str | None) -> dict:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return config
+    with open(config) as f:
+        return json.load(f)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+    """Everything ``train`` resolves from a config: model, training and task settings, the split."""
+
+    kind: str
+    model_config: object
+    train_config: TrainConfig
+    task: grid_density.GridTask
+    held_out: tuple[str, ...] | None = None
+
+    @staticmethod
+    def resolve(kind: str, config: dict | str | None) -> "TrainSetup":
+        """From a JSON file or dict with optional keys preset ('default'|'tiny'), model, train, task, held_out."""
+        c = _read_config(config)
+        unknown = set(c) - {"preset", "model", "train", "task", "held_out"}
+        if unknown:
+            raise ValueError(f"unknown config section(s) {sorted(unknown)}")
+        preset = c.get("preset", "default")
+        task = grid_density.GridTask(**{k: tuple(v) for k, v in c.get("task", {}).items()})
+        model_values = {"in_channels": len(task.inputs), **c.get("model", {})}
+        train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
+        return TrainSetup(kind, models.model_config(kind, model_values, preset),
+                          dataclasses.replace(train_base, **c.get("train", {})), task,
+                          tuple(c["held_out"]) if c.get("held_out") else None)
+
+
+def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,
+          progress: bool = True) -> dict:
+    """Trains (or resumes) a model of ``kind`` on a dataset file; returns the loop's summary.
+
+    The validation set holds whole molecules (``held_out`` names, or ``train.val_fraction`` of them).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
+    setup = TrainSetup.resolve(kind, config)
+    ds = Dataset(data)
+    names = [str(n) for n in ds.attribute("name")]
+    train_ids, val_ids = split_by_molecule(ds.ids, names, setup.train_config.val_fraction,
+                                           setup.train_config.seed, setup.held_out)
+    if not train_ids:
+        raise ValueError(f"{data}: no training records left after holding out {sorted(set(names))}")
+    train_arrays = grid_density.load_arrays(ds, train_ids, setup.task)
+    normaliser = grid_density.Normaliser.fit(train_arrays["x"])
+    train_arrays["x"] = normaliser(train_arrays["x"])
+    val_arrays = None
+    if val_ids:
+        val_arrays = grid_density.load_arrays(ds, val_ids, setup.task)
+        val_arrays["x"] = normaliser(val_arrays["x"])
+    settings = ds.metadata["settings"]
+    module = models.create_model(kind, setup.model_config)
+    card = {"kind": kind, "model_config": dataclasses.asdict(setup.model_config),
+            "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
+            "grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"]},
+            "normalisation": dataclasses.asdict(normaliser), "data_fingerprint": ds.fingerprint(),
+            "split": {"train_molecules": sorted({n for i, n in zip(ds.ids, names) if i in set(train_ids)}),
+                      "val_molecules": sorted({n for i, n in zip(ds.ids, names) if i in set(val_ids)})}}
+    objective = grid_density.objective(module, settings["spacing"] ** 3)
+    summary = loop.fit(objective, train_arrays, val_arrays, setup.train_config, out, card, until_epoch, progress)
+    return {**summary, "n_train": len(train_ids), "n_val": len(val_ids)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """A loaded model: its card, Flax module and weights."""
+
+    name: str
+    directory: str
+    card: dict
+    module: object
+    params: object
+
+    @property
+    def kind(self) -> str:
+        return self.card["kind"]
+
+    @property
+    def level(self) -> reference.Level:
+        return reference.Level(**self.card["level"])
+
+
+def pretrained_dir() -> str:
+    return str(resources.files("dft_operators") / "pretrained")
+
+
+def list_models() -> list[dict]:
+    """The shipped models: [{name, kind, level: {xc, basis, pseudo}, metrics}]."""
+    root = pretrained_dir()
+    out = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if os.path.exists(os.path.join(root, name, "card.json")):
+            card = checkpoint.load_card(os.path.join(root, name))
+            level = {k: card["level"].get(k) for k in ("xc", "basis", "pseudo")}
+            out.append({"name": name, "kind": card["kind"], "level": level,
+                        "description": card.get("description", ""), "metrics": card.get("test_metrics", {})})
+    return out
+
+
+def load_model(model: str) -> Model:
+    """A shipped model by name (``list_models``) or a model directory."""
+    directory = model if os.path.isdir(model) else os.path.join(pretrained_dir(), model)
+    if not os.path.isdir(directory):
+        names = [m["name"] for m in list_models()]
+        raise checkpoint.CheckpointError(f"no model {model!r}: not a directory and not a shipped model "
+                                         f"(shipped: {', '.join(names) or 'none'})")
+    card = checkpoint.load_card(directory)
+    if card.get("kind") not in KINDS:
+        raise checkpoint.CheckpointError(f"{directory}: unknown model kind {card.get('kind')!r}")
+    config = models.model_config(card["kind"], card["model_config"])
+    module = models.create_model(card["kind"], config)
+    params = jax.tree_util.tree_map(np.asarray, checkpoint.load_params(directory))
+    return Model(os.path.basename(os.path.normpath(directory)), directory, card, module, params)
+
+
+def _as_model(model: Model | str) -> Model:
+    return model if isinstance(model, Model) else load_model(model)
+
+
+def model_inputs(model: Model, molecule: Molecule, grid) -> np.ndarray:
+    """The standardised input fields of a molecule on a box, [1, nx, ny, nz, c]."""
+    fields = []
+    for name in model.card["task"]["inputs"]:
+        if name == "v_ext":
+            fields.append(reference.screened_ionic_potential(molecule, model.level, grid))
+        else:
+            fields.append(reference.density_on_box(reference.atomic_guess(molecule, model.level), grid))
+    x = np.stack(fields, axis=-1)[None].astype(np.float32)
+    return grid_density.Normaliser(**model.card["normalisation"])(x)
+
+
+def predict(model: Model | str, molecule: Molecule, cube_path: str | None = None, refine: int = 1) -> dict:
+    """Predicts the density of a molecule on the model's box (``refine`` times finer), optionally to a cube.
+
+    Returns {"seconds", "n_electrons", "level", "grid": UniformGrid, "density": [nx, ny, nz]}.
+    """
+    model = _as_model(model)
+    start = time.perf_counter()
+    grid = grid_density.box_for(molecule.positions, model.card["grid"], refine)
+    x = model_inputs(model, molecule, grid)
+    n_electrons = reference.level_electrons(molecule, model.level)
+    predict_fn = grid_density.jit_predict(model.module)
+    density = np.asarray(predict_fn(model.params, x, np.array([n_electrons], np.float32), grid.voxel_volume))[0]
+    seconds = time.perf_counter() - start
+    if cube_path:
+        cube.write_cube(cube_path, grid, density, molecule, comment=f"{model.kind} {model.name} density (e/Bohr^3)")
+    return {"seconds": seconds, "n_electrons": float(grid.integrate(density)), "level": model.card["level"],
+            "grid": grid, "density": density}
+
+
+def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dict:
+    """Metrics of a model on a dataset's records (all, or ``ids``): nmae_percent, rmse, raw_count_error."""
+    model = _as_model(model)
+    ds = Dataset(data)
+    ids = ds.ids if ids is None else ids
+    if ds.metadata["settings"]["spacing"] != model.card["grid"]["spacing"]:
+        raise ValueError(f"{data} has spacing {ds.metadata['settings']['spacing']} Bohr, the model was trained "
+                         f"on {model.card['grid']['spacing']}: generate with the model's grid")
+    task = grid_density.GridTask(**{k: tuple(v) for k, v in model.card["task"].items()})
+    arrays = grid_density.load_arrays(ds, ids, task)
+    arrays["x"] = grid_density.Normaliser(**model.card["normalisation"])(arrays["x"])
+    objective = grid_density.objective(model.module, model.card["grid"]["spacing"] ** 3)
+    result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
+    result.pop("loss", None)
+    return {**result, "records": len(ids)}

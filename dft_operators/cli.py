@@ -1,0 +1,202 @@
+"""The ``dft-operators`` command: argument parsing and one library call per subcommand.
+
+Every subcommand takes ``--json``: its last stdout line is then one JSON object with its results.
+Bad input ends with ``error: <what is wrong>`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from dft_operators import units
+
+COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "quickstart")
+
+
+def _level(args, default):
+    from dft_operators import reference
+
+    pseudo = default.pseudo if args.pseudo is None else (None if args.pseudo.lower() == "none" else args.pseudo)
+    return reference.Level(xc=args.xc or default.xc, basis=args.basis or default.basis, pseudo=pseudo,
+                           aux_basis=default.aux_basis)
+
+
+def _molecule(args):
+    from dft_operators.molecule import parse_molecule
+
+    return parse_molecule(args.molecule, charge=args.charge, spin=args.spin)
+
+
+def cmd_reference(args) -> dict:
+    from dft_operators import reference
+    from dft_operators.grids import UniformGrid
+    from dft_operators.io.cube import write_cube
+
+    mol = _molecule(args)
+    state = reference.run_ks(mol, _level(args, reference.Level()))
+    result = {"energy": state.energy, "energy_kcal_mol": state.energy * units.HARTREE_TO_KCAL_PER_MOL,
+              "converged": state.converged, "cycles": state.cycles, "n_electrons": state.density.n_electrons,
+              "seconds": state.seconds, "dipole_debye": (state.dipole * units.DEBYE_PER_AU).tolist()}
+    if args.cube:
+        grid = UniformGrid.around(mol.positions, args.spacing, args.margin)
+        density = reference.density_on_box(state.density, grid)
+        write_cube(args.cube, grid, density, mol, comment=f"PySCF {state.density.level.xc} density (e/Bohr^3)")
+        result.update(cube=args.cube, cube_n_electrons=float(grid.integrate(density)))
+    print(f"E = {state.energy:.8f} Ha ({result['energy_kcal_mol']:.2f} kcal/mol), converged={state.converged} "
+          f"in {state.cycles} cycles, {state.seconds:.2f} s", file=sys.stderr)
+    return result
+
+
+def _molecule_list(specs: list[str]):
+    from dft_operators import molecule
+
+    out = []
+    for spec in specs:
+        out.extend(molecule.builtin_set(spec[4:]) if spec.startswith("set:") else [molecule.parse_molecule(spec)])
+    return out
+
+
+def cmd_generate(args) -> dict:
+    from dft_operators import reference
+    from dft_operators.data.generate import GenerationSettings, generate
+
+    kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
+    default = reference.Level() if kinds == ("grid",) else reference.ALL_ELECTRON
+    settings = GenerationSettings(
+        kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box, grid_level=args.grid_level,
+        n_conformers=args.conformers, displacement=args.displacement, rotate=not args.no_rotate,
+        random_potential=args.random_potential, forces=args.forces, seed=args.seed)
+    return generate(_molecule_list(args.molecules), args.out, settings, workers=args.workers,
+                    progress=not args.quiet)
+
+
+def cmd_train(args) -> dict:
+    from dft_operators import api
+
+    return api.train(args.kind, args.data, args.out, args.config, until_epoch=args.until_epoch,
+                     progress=not args.quiet)
+
+
+def cmd_models(args) -> dict:
+    from dft_operators import api
+
+    models = api.list_models()
+    for m in models:
+        print(f"{m['name']:24s} {m['kind']:10s} {m['level']}  {m['description']}", file=sys.stderr)
+    return {"models": models}
+
+
+def cmd_predict(args) -> dict:
+    from dft_operators import api
+
+    result = api.predict(args.model, _molecule(args), args.cube, refine=args.refine)
+    print(f"wrote {args.cube}: {result['n_electrons']:.4f} electrons on a {result['grid'].shape} box "
+          f"in {result['seconds']:.3f} s", file=sys.stderr)
+    return {"seconds": result["seconds"], "n_electrons": result["n_electrons"], "level": result["level"],
+            "cube": args.cube, "shape": list(result["grid"].shape), "spacing": result["grid"].spacing}
+
+
+def cmd_evaluate(args) -> dict:
+    from dft_operators import api
+
+    return api.evaluate(args.model, args.data)
+
+
+def cmd_quickstart(args) -> dict:
+    from dft_operators import quickstart
+
+    return quickstart.run(args.workdir, progress=not args.quiet)
+
+
+def _add_molecule(p):
+    p.add_argument("molecule", help="a .xyz file (Angstrom), smiles:<SMILES> or builtin:<name>")
+    p.add_argument("--charge", type=int, default=0, help="total charge")
+    p.add_argument("--spin", type=int, default=0, help="2S, unpaired electrons (PySCF's convention)")
+
+
+def _add_level(p):
+    p.add_argument("--xc", help="exchange-correlation functional (PySCF name); default lda,pw")
+    p.add_argument("--basis", help="orbital basis; default gth-dzvp (grid) or def2-svp (all-electron)")
+    p.add_argument("--pseudo", help="GTH pseudopotential, or 'none' for all electrons; default gth-pade (grid)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dft-operators", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the results as one JSON line last")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("reference", parents=[common], help="PySCF Kohn-Sham ground state")
+    _add_molecule(p)
+    _add_level(p)
+    p.add_argument("--cube", help="write the density to this cube file")
+    p.add_argument("--spacing", type=float, default=0.2, help="cube spacing in Bohr")
+    p.add_argument("--margin", type=float, default=5.0, help="cube margin around the atoms in Bohr")
+
+    p = sub.add_parser("generate", parents=[common], help="make a dataset (resumable)")
+    p.add_argument("--molecules", nargs="+", required=True,
+                   help="xyz files, smiles:<SMILES>, builtin:<name> or set:<built-in set>")
+    p.add_argument("--out", required=True, help="the HDF5 file")
+    p.add_argument("--kind", default="grid", help="comma list of grid, quadrature, coefficients")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--conformers", type=int, default=4, help="conformers per molecule")
+    p.add_argument("--displacement", type=float, default=0.1, help="std of atomic displacements, Bohr")
+    p.add_argument("--no-rotate", action="store_true", help="keep the orientation of the input geometry")
+    p.add_argument("--spacing", type=float, default=0.4, help="box spacing in Bohr (grid kind)")
+    p.add_argument("--box", type=int, default=40, help="points per box axis (grid kind)")
+    p.add_argument("--grid-level", type=int, default=2, help="PySCF quadrature grid level")
+    p.add_argument("--random-potential", type=float, default=0.0, help="amplitude (Ha) of a random potential")
+    p.add_argument("--forces", action="store_true", help="also compute forces")
+    p.add_argument("--seed", type=int, default=0)
+    _add_level(p)
+
+    p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
+    p.add_argument("kind", choices=["fno"], help="model kind")
+    p.add_argument("--data", required=True, help="dataset file")
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
+    p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")
+
+    sub.add_parser("models", parents=[common], help="list shipped models")
+
+    p = sub.add_parser("predict", parents=[common], help="predict a density to a cube file")
+    p.add_argument("model", help="a shipped model's name or a model directory")
+    _add_molecule(p)
+    p.add_argument("--cube", required=True, help="output cube file")
+    p.add_argument("--refine", type=int, default=1, help="evaluate on a grid this many times finer")
+
+    p = sub.add_parser("evaluate", parents=[common], help="metrics of a model on a dataset")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+
+    p = sub.add_parser("quickstart", parents=[common], help="small end-to-end run against PySCF")
+    p.add_argument("--workdir", default="quickstart-run", help="where data and models go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dft_operators.errors import USER_ERRORS
+
+    start = time.perf_counter()
+    try:
+        result = globals()[f"cmd_{args.command}"](args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(err)}))
+        return 2
+    result.setdefault("seconds", time.perf_counter() - start)
+    if args.json:
+        print(json.dumps(result, default=str))
+    elif args.command != "models":
+        print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

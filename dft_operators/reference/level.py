@@ -1,0 +1,117 @@
+"""Level of theory (functional, basis, pseudopotential) and the PySCF molecule it defines.
+
+This is the door to PySCF: the rest of ``reference`` builds its ``gto.Mole`` here, and every PySCF
+failure to find a basis or pseudopotential becomes an :class:`SCFError` naming the element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+
+from pyscf import gto
+from pyscf.lib.exceptions import BasisNotFoundError
+
+from dft_operators.molecule import Molecule
+
+
+class SCFError(RuntimeError):
+    """A PySCF calculation that cannot be set up or run; the message names the molecule and the cause."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """A level of theory, in PySCF's names.
+
+    Attributes:
+      xc: exchange-correlation functional (PySCF/libxc string, e.g. "lda,pw", "pbe").
+      basis: orbital basis set.
+      pseudo: GTH pseudopotential (e.g. "gth-pade"); None for all-electron.
+      aux_basis: auxiliary basis for density fitting.
+    """
+
+    xc: str = "lda,pw"
+    basis: str = "gth-dzvp"
+    pseudo: str | None = "gth-pade"
+    aux_basis: str = "def2-universal-jkfit"
+
+    def as_dict(self) -> dict:
+        """The level as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+
+# All-electron default for quadrature-grid and density-coefficient work (KineticNet, DenSNet).
+ALL_ELECTRON = Level(basis="def2-svp", pseudo=None)
+
+
+def _quiet(function, *args, **kwargs):
+    """Calls a PySCF loader without its advice to install basis-set-exchange."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return function(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def gth_parameters(pseudo: str, symbol: str) -> list:
+    """PySCF's parsed GTH pseudopotential of one element.
+
+    Returns:
+      ``[[n_s, n_p, ...], r_loc, n_c, [C1, ..., C_nc], n_proj, projectors...]``: valence electrons per
+      angular momentum, the local radius in Bohr and the local coefficients in Hartree.
+    Raises:
+      SCFError: the pseudopotential has no entry for the element.
+    """
+    try:
+        return _quiet(gto.format_pseudo, {symbol: pseudo})[symbol]
+    except (BasisNotFoundError, KeyError, RuntimeError) as err:
+        raise SCFError(f"pseudopotential {pseudo!r} is not defined for element {symbol} ({err})") from None
+
+
+def ion_charge(symbol: str, pseudo: str | None) -> int:
+    """Charge of the ion core the level sees: Z for all-electron, the valence count with a pseudopotential."""
+    if pseudo is None:
+        return gto.charge(symbol)
+    return int(sum(gth_parameters(pseudo, symbol)[0]))
+
+
+def level_electrons(molecule: Molecule, level: Level) -> int:
+    """Electrons the level treats: all of them, or the valence ones when ``level.pseudo`` is set."""
+    core = sum(z - ion_charge(s, level.pseudo) for z, s in zip(molecule.numbers, molecule.symbols))
+    return int(molecule.n_electrons - core)
+
+
+def _missing(molecule: Molecule, level: Level, basis: str) -> list[str]:
+    """What the basis or pseudopotential tables lack for the molecule's elements, one phrase each."""
+    problems = []
+    for symbol in sorted(set(molecule.symbols)):
+        try:
+            _quiet(gto.basis.load, basis, symbol)
+        except (BasisNotFoundError, KeyError, RuntimeError):
+            problems.append(f"basis {basis!r} is not defined for element {symbol}")
+        if level.pseudo is not None:
+            try:
+                gth_parameters(level.pseudo, symbol)
+            except SCFError as err:
+                problems.append(str(err).split(" (")[0])
+    return problems
+
+
+def build_mole(molecule: Molecule, level: Level, basis: str | None = None) -> gto.Mole:
+    """The PySCF molecule (Bohr, silent) for a molecule at a level of theory.
+
+    Args:
+      molecule: the molecule.
+      level: the level; its pseudopotential, if any, is attached.
+      basis: overrides ``level.basis`` (used for auxiliary bases).
+    Raises:
+      SCFError: naming the element a basis or pseudopotential is missing for.
+    """
+    basis = level.basis if basis is None else basis
+    atoms = [(int(z), tuple(float(x) for x in r)) for z, r in zip(molecule.numbers, molecule.positions)]
+    try:
+        return _quiet(gto.M, atom=atoms, basis=basis, pseudo=level.pseudo, unit="Bohr",
+                      charge=molecule.charge, spin=molecule.spin, verbose=0)
+    except (BasisNotFoundError, KeyError, RuntimeError, ValueError) as err:
+        problems = _missing(molecule, level, basis) or [str(err)]
+        raise SCFError(f"{molecule.name}: cannot build the PySCF molecule: {'; '.join(problems)}") from None

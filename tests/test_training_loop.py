@@ -1,0 +1,132 @@
+"""The shared training loop on a small regression problem: learning, exact resume, failures, sharding."""
+
+import json
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dft_operators.io import checkpoint
+from dft_operators.training import sharding
+from dft_operators.training.config import TrainConfig
+from dft_operators.training.loop import Objective, TrainingError, TrainState, fit, make_steps
+
+MODEL = nn.Sequential([nn.Dense(16), nn.tanh, nn.Dense(1)])
+
+
+def _objective():
+    def init(key, batch):
+        return MODEL.init(key, jnp.asarray(batch["x"]))
+
+    def per_sample(params, batch):
+        pred = MODEL.apply(params, batch["x"])[:, 0]
+        return {"loss": (pred - batch["y"]) ** 2, "mae": jnp.abs(pred - batch["y"])}
+
+    return Objective(init, per_sample)
+
+
+def _data(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return {"x": x, "y": np.sin(x @ np.array([1.0, -0.5, 0.3])).astype(np.float32)}
+
+
+CONFIG = TrainConfig(epochs=6, batch_size=8, learning_rate=0.03)
+
+
+def test_training_lowers_the_loss_and_writes_a_model_directory(tmp_path):
+    out = str(tmp_path / "m")
+    summary = fit(_objective(), _data(), _data(10, 1), CONFIG, out, {"kind": "toy"}, progress=False)
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert summary["epochs"] == 6 and len(log) == 6
+    assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
+    assert os.path.exists(os.path.join(out, "learning_curve.png"))
+    card = checkpoint.load_card(out)
+    assert card["kind"] == "toy" and card["train_config"]["epochs"] == 6 and card["best_epoch"] >= 1
+
+
+def test_resume_after_interruption_gives_identical_parameters(tmp_path):
+    straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
+    fit(_objective(), _data(), None, CONFIG, straight, {"kind": "toy"}, progress=False)
+    fit(_objective(), _data(), None, CONFIG, resumed, {"kind": "toy"}, until_epoch=2, progress=False)
+    assert len(open(os.path.join(resumed, "log.jsonl")).readlines()) == 2
+    fit(_objective(), _data(), None, CONFIG, resumed, {"kind": "toy"}, progress=False)
+    a, b = checkpoint.load_params(straight), checkpoint.load_params(resumed)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+    assert len(open(os.path.join(resumed, "log.jsonl")).readlines()) == 6
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
+    out = str(tmp_path / "m")
+    data = _data()
+    fit(_objective(), data, None, CONFIG, out, {"kind": "toy"}, until_epoch=1, progress=False)
+    good = checkpoint.load_params(out)
+    data["y"][3] = np.inf
+    with jax.debug_nans(False), pytest.raises(TrainingError, match="loss became"):
+        fit(_objective(), data, None, CONFIG, str(tmp_path / "bad"), {"kind": "toy"}, progress=False)
+    with jax.debug_nans(False), pytest.raises(TrainingError, match="last good"):
+        fit(_objective(), data, None, CONFIG, out, {"kind": "toy"}, progress=False)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, good, checkpoint.load_params(out))
+
+
+def test_foreign_or_corrupt_directories_are_refused(tmp_path):
+    out = str(tmp_path / "m")
+    fit(_objective(), _data(), None, CONFIG, out, {"kind": "toy"}, until_epoch=1, progress=False)
+    with pytest.raises(TrainingError, match="another kind"):
+        fit(_objective(), _data(), None, CONFIG, out, {"kind": "other"}, progress=False)
+    with pytest.raises(checkpoint.CheckpointError, match="not a dft_operators model directory"):
+        checkpoint.load_card(str(tmp_path))
+    with open(os.path.join(out, "card.json"), "w") as f:
+        f.write("{broken")
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+        checkpoint.load_card(out)
+    os.makedirs(tmp_path / "empty" / "params")
+    with pytest.raises(checkpoint.CheckpointError, match="cannot restore weights"):
+        checkpoint.load_params(str(tmp_path / "empty"))
+
+
+def test_train_step_compiles_once():
+    objective = _objective()
+    optimizer = optax.adam(1e-3)
+    train_step, _ = make_steps(objective, optimizer)
+    mesh = sharding.data_mesh()
+    data = _data(16)
+    params = objective.init(jax.random.PRNGKey(0), data)
+    state = TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    state = jax.device_put(state, sharding.replicated(mesh))
+    for start in (0, 8, 4):  # the third batch has other values, same shape: no new trace
+        batch = sharding.shard_batch({k: v[start:start + 8] for k, v in data.items()}, mesh, 8)
+        state, _ = train_step(state, batch)
+    assert train_step._cache_size() == 1
+
+
+SHARDED_SCRIPT = """
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, {tests!r})
+from test_training_loop import _objective, _data, CONFIG
+from dft_operators.training.loop import fit
+from dft_operators.io import checkpoint
+fit(_objective(), _data(), None, CONFIG.replace(epochs=2), {out!r}, {{"kind": "toy"}}, progress=False)
+params = checkpoint.load_params({out!r})
+print(json.dumps({{"devices": len(jax.devices()),
+                   "params": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(params)]}}))
+"""
+
+
+def test_four_host_devices_give_the_same_update_as_one(tmp_path):
+    results = []
+    for n in (1, 4):
+        script = SHARDED_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path / f"d{n}"))
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert [r["devices"] for r in results] == [1, 4]
+    for a, b in zip(results[0]["params"], results[1]["params"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
