@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from dft_operators import units
+from dft_operators import errors, units
 
 COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "quickstart")
 
@@ -180,12 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from dft_operators.errors import USER_ERRORS
-
     start = time.perf_counter()
     try:
         result = globals()[f"cmd_{args.command}"](args)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, errors.user_errors()):
+            raise
         print(f"error: {err}", file=sys.stderr)
         if args.json:
             print(json.dumps({"error": str(err)}))

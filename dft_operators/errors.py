@@ -1,12 +1,17 @@
-"""The errors that mean 'bad input' (reported to users in one line) rather than a bug."""
+"""The errors that mean 'bad input' (reported to users in one line) rather than a bug.
 
-from dft_operators.grids import GridError
-from dft_operators.io.checkpoint import CheckpointError
-from dft_operators.io.cube import CubeError
-from dft_operators.io.dataset import DatasetError
-from dft_operators.molecule import MoleculeError
-from dft_operators.reference import SCFError
-from dft_operators.training.loop import TrainingError
+Molecule, grid, cube, dataset and checkpoint errors are ``ValueError`` subclasses; the reference
+layer's ``SCFError`` and the loop's ``TrainingError`` are added when their modules are loaded (an error
+of a module that was never imported cannot have been raised, and importing it would cost seconds).
+"""
 
-USER_ERRORS = (MoleculeError, GridError, CubeError, DatasetError, CheckpointError, SCFError, TrainingError,
-               ValueError, FileNotFoundError)
+import sys
+
+_LAZY = (("dft_operators.reference", "SCFError"), ("dft_operators.training.loop", "TrainingError"))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types the command line reports as ``error: <message>``."""
+    errors = [ValueError, OSError]
+    errors += [getattr(sys.modules[m], name) for m, name in _LAZY if m in sys.modules]
+    return tuple(errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -143,7 +144,7 @@ def _check_compatible(out: str, meta: dict) -> None:
         return
     old = dataset.Dataset(out).metadata
     for key in ("level", "settings"):
-        if old.get(key) != meta[key]:
+        if old.get(key) != json.loads(json.dumps(meta[key])):
             raise dataset.DatasetError(
                 f"{out} was made with other {key} ({old.get(key)}); write to a new file or use the same options")
 

@@ -3,8 +3,7 @@
 This is the only package of the project that imports PySCF. Atomic units throughout (Bohr, Hartree).
 """
 
-from dft_operators.reference.fields import density_on_box, quadrature_fields
-from dft_operators.reference.fitting import fit_coefficients
+from dft_operators.reference.fields import density_on_box, fit_coefficients, quadrature_fields
 from dft_operators.reference.level import ALL_ELECTRON, Level, SCFError, level_electrons
 from dft_operators.reference.potentials import RandomPotential, screened_ionic_potential
 from dft_operators.reference.scf import Density, GroundState, atomic_guess, run_ks

@@ -1,23 +1,29 @@
-"""Densities and potentials on grids: the density on a uniform box, and the fields KineticNet learns
-from on a molecular quadrature grid (rho, its derivatives, tau, potentials, dT_s/drho).
+"""A density in the forms models learn from: on a uniform box, with its derivatives and potentials on a
+molecular quadrature grid (KineticNet), and as Gaussian density-fitting coefficients (DenSNet).
 
+Density fitting uses the Coulomb metric: rho ~ sum_P c_P chi_P with c = J^-1 b, J_PQ = (P|Q),
+b_P = sum_mn D_mn (mn|P), which minimises (rho - rho_fit | rho - rho_fit) = (rho|rho) - b.c.
 Everything is evaluated block by block so memory stays bounded for large boxes and basis sets.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pyscf import dft, gto
+import scipy.linalg
+from pyscf import df, dft, gto, scf
+from pyscf.gto import ft_ao
 
 from dft_operators.grids import UniformGrid
 from dft_operators.reference.level import SCFError, build_mole
 from dft_operators.reference.potentials import ionic_potential
 from dft_operators.reference.scf import Density, GroundState, atomic_guess
 
-# Values held at once in one block of AO values or Coulomb integrals (2**22 float64 = 32 MiB).
+# Values held at once in one block of AO values or integrals (2**22 float64 = 32 MiB).
 _BLOCK_VALUES = 2**22
 # PySCF's AO derivative components up to second order: value, x, y, z, xx, xy, xz, yy, yz, zz.
 _SECOND = {(0, 0): 4, (0, 1): 5, (0, 2): 6, (1, 1): 7, (1, 2): 8, (2, 2): 9}
+# PySCF orders real p functions (px, py, pz), i.e. m = (+1, -1, 0); l >= 2 run m = -l .. l.
+_P_ORDER = (1, -1, 0)
 
 
 def _rho_values(mol: gto.Mole, dm: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -42,7 +48,7 @@ def density_on_box(density: Density, grid: UniformGrid) -> np.ndarray:
     mol = build_mole(density.molecule, density.level)
     xs, ys, zs = grid.axes()
     out = np.empty(grid.shape)
-    step = max(1, _BLOCK_VALUES // (mol.nao * len(ys) * len(zs)))
+    step = max(1, _BLOCK_VALUES // (3 * len(ys) * len(zs)))
     for i in range(0, len(xs), step):
         slab = np.stack(np.meshgrid(xs[i:i + step], ys, zs, indexing="ij"), axis=-1)  # [bx, ny, nz, 3]
         out[i:i + step] = _rho_values(mol, density.dm, slab.reshape(-1, 3)).reshape(slab.shape[:-1])
@@ -150,4 +156,67 @@ def quadrature_fields(state: GroundState, grid_level: int = 2) -> dict[str, np.n
         "tau": tau, "v_ext": v_ext, "v_hartree": v_hartree, "v_xc": v_xc, "rho0": rho0,
         "t_s": np.float64(np.einsum("mn,nm->", dm, mol.intor_symmetric("int1e_kin"))),
         "mu": np.float64(mu), "dts_drho": mu - (v_ext + v_hartree + v_xc),
+    }
+
+
+def _aux_labels(auxmol: gto.Mole) -> np.ndarray:
+    """(atom index, l, m) of every auxiliary function in PySCF's order, int [naux, 3]."""
+    labels = []
+    for shell in range(auxmol.nbas):
+        atom, l = auxmol.bas_atom(shell), auxmol.bas_angular(shell)
+        ms = _P_ORDER if l == 1 else range(-l, l + 1)
+        labels += [(atom, l, m) for _ in range(auxmol.bas_nctr(shell)) for m in ms]
+    return np.array(labels, dtype=np.int64).reshape(-1, 3)
+
+
+def _projections(mol: gto.Mole, auxmol: gto.Mole, dm: np.ndarray) -> np.ndarray:
+    """b_P = sum_mn D_mn (mn|P), the Coulomb integrals of rho with each aux function, [naux], by aux blocks."""
+    offsets = auxmol.ao_loc
+    out, start = [], 0
+    while start < auxmol.nbas:
+        stop = start + 1
+        while stop < auxmol.nbas and mol.nao**2 * (offsets[stop + 1] - offsets[start]) <= _BLOCK_VALUES:
+            stop += 1
+        eri = df.incore.aux_e2(mol, auxmol, "int3c2e", aosym="s1",
+                               shls_slice=(0, mol.nbas, 0, mol.nbas, start, stop))  # [nao, nao, block]
+        out.append(np.einsum("mnp,mn->p", eri.reshape(mol.nao, mol.nao, -1), dm))
+        start = stop
+    return np.concatenate(out)
+
+
+def fit_coefficients(density: Density, aux_basis: str | None = None) -> dict:
+    """Coulomb-metric density fitting of a density matrix onto an auxiliary basis.
+
+    Args:
+      density: the density (its level gives the orbital basis and pseudopotential).
+      aux_basis: auxiliary basis name; default ``density.level.aux_basis``.
+    Returns:
+      "coefficients" [naux] c_P; "coulomb_error" (rho - rho_fit | rho - rho_fit) in Hartree (>= 0);
+      "n_electrons_fit" sum_P c_P int chi_P; "aux_basis" the name; "aux_labels" int [naux, 3] of
+      (atom index, l, m), with PySCF's real-harmonic order (p: m = +1, -1, 0, i.e. px, py, pz);
+      "aux_integrals" [naux] int chi_P(r) dr in Bohr^3 (zero unless l = 0).
+    Raises:
+      SCFError: the auxiliary basis is not defined for an element of the molecule.
+    """
+    aux_basis = density.level.aux_basis if aux_basis is None else aux_basis
+    mol = build_mole(density.molecule, density.level)
+    auxmol = build_mole(density.molecule, density.level, basis=aux_basis)
+    metric = auxmol.intor("int2c2e")  # [naux, naux]
+    b = _projections(mol, auxmol, density.dm)
+    try:
+        coefficients = scipy.linalg.cho_solve(scipy.linalg.cho_factor(metric), b)
+    except np.linalg.LinAlgError:
+        coefficients = np.linalg.lstsq(metric, b, rcond=1e-12)[0]
+    vj = scf.hf.get_jk(mol, density.dm, hermi=1, with_k=False)[0]
+    self_energy = np.einsum("mn,nm->", density.dm, vj)  # (rho|rho)
+    labels = _aux_labels(auxmol)
+    integrals = ft_ao.ft_ao(auxmol, np.zeros((1, 3)))[0].real  # [naux]: Fourier transform at G = 0
+    integrals[labels[:, 1] > 0] = 0.0  # exactly, rather than to rounding
+    return {
+        "coefficients": coefficients,
+        "coulomb_error": float(max(self_energy - b @ coefficients, 0.0)),
+        "n_electrons_fit": float(coefficients @ integrals),
+        "aux_basis": aux_basis,
+        "aux_labels": labels,
+        "aux_integrals": integrals,
     }

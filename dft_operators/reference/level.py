@@ -65,7 +65,7 @@ def gth_parameters(pseudo: str, symbol: str) -> list:
     try:
         return _quiet(gto.format_pseudo, {symbol: pseudo})[symbol]
     except (BasisNotFoundError, KeyError, RuntimeError) as err:
-        raise SCFError(f"pseudopotential {pseudo!r} is not defined for element {symbol} ({err})") from None
+        raise SCFError(f"pseudopotential {pseudo!r} is not defined for element {symbol}") from err
 
 
 def ion_charge(symbol: str, pseudo: str | None) -> int:
@@ -93,7 +93,7 @@ def _missing(molecule: Molecule, level: Level, basis: str) -> list[str]:
             try:
                 gth_parameters(level.pseudo, symbol)
             except SCFError as err:
-                problems.append(str(err).split(" (")[0])
+                problems.append(str(err))
     return problems
 
 
@@ -114,4 +114,4 @@ def build_mole(molecule: Molecule, level: Level, basis: str | None = None) -> gt
                       charge=molecule.charge, spin=molecule.spin, verbose=0)
     except (BasisNotFoundError, KeyError, RuntimeError, ValueError) as err:
         problems = _missing(molecule, level, basis) or [str(err)]
-        raise SCFError(f"{molecule.name}: cannot build the PySCF molecule: {'; '.join(problems)}") from None
+        raise SCFError(f"{molecule.name}: cannot build the PySCF molecule: {'; '.join(problems)}") from err

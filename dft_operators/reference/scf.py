@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 from pyscf import dft, scf
@@ -164,7 +165,9 @@ def atomic_guess(molecule: Molecule, level: Level = Level()) -> Density:
     """
     mol = build_mole(molecule, level)
     try:
-        dm = scf.hf.init_guess_by_atom(mol)
+        with warnings.catch_warnings():  # PySCF's atomic HF calls its own deprecated remove_linear_dep_
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dm = scf.hf.init_guess_by_atom(mol)
     except (RuntimeError, ValueError, KeyError, np.linalg.LinAlgError):
         dm = scf.hf.init_guess_by_minao(mol)
     dm = np.array(dm, dtype=np.float64)
