@@ -24,7 +24,9 @@ from dft_operators.training import loop
 from dft_operators.training.config import TrainConfig
 from dft_operators.workflows import grid_density
 
-KINDS = ("fno",)
+# kind -> (workflow module, its task dataclass); a workflow provides prepare, evaluation_data, predict.
+WORKFLOWS = {"fno": (grid_density, grid_density.GridTask)}
+KINDS = tuple(WORKFLOWS)
 
 
 def _read_config(config: dict | str | None) -> dict:
@@ -43,7 +45,7 @@ class TrainSetup:
     kind: str
     model_config: object
     train_config: TrainConfig
-    task: grid_density.GridTask
+    task: object
     held_out: tuple[str, ...] | None = None
 
     @staticmethod
@@ -53,9 +55,11 @@ class TrainSetup:
         unknown = set(c) - {"preset", "model", "train", "task", "held_out"}
         if unknown:
             raise ValueError(f"unknown config section(s) {sorted(unknown)}")
+        if kind not in WORKFLOWS:
+            raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
         preset = c.get("preset", "default")
-        task = grid_density.GridTask(**{k: tuple(v) for k, v in c.get("task", {}).items()})
-        model_values = {"in_channels": len(task.inputs), **c.get("model", {})}
+        task = WORKFLOWS[kind][1](**c.get("task", {}))
+        model_values = {"in_channels": task.in_channels, **c.get("model", {})}
         train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
         return TrainSetup(kind, models.model_config(kind, model_values, preset),
                           dataclasses.replace(train_base, **c.get("train", {})), task,
@@ -68,8 +72,6 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
 
     The validation set holds whole molecules (``held_out`` names, or ``train.val_fraction`` of them).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
     setup = TrainSetup.resolve(kind, config)
     ds = Dataset(data)
     names = [str(n) for n in ds.attribute("name")]
@@ -77,22 +79,14 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
                                            setup.train_config.seed, setup.held_out)
     if not train_ids:
         raise ValueError(f"{data}: no training records left after holding out {sorted(set(names))}")
-    train_arrays = grid_density.load_arrays(ds, train_ids, setup.task)
-    normaliser = grid_density.Normaliser.fit(train_arrays["x"])
-    train_arrays["x"] = normaliser(train_arrays["x"])
-    val_arrays = None
-    if val_ids:
-        val_arrays = grid_density.load_arrays(ds, val_ids, setup.task)
-        val_arrays["x"] = normaliser(val_arrays["x"])
-    settings = ds.metadata["settings"]
     module = models.create_model(kind, setup.model_config)
+    objective, train_arrays, val_arrays, card_entries = WORKFLOWS[kind][0].prepare(
+        ds, train_ids, val_ids, setup.task, module)
+    molecules_of = lambda ids: sorted({n for i, n in zip(ds.ids, names) if i in set(ids)})  # noqa: E731
     card = {"kind": kind, "model_config": dataclasses.asdict(setup.model_config),
             "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
-            "grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"]},
-            "normalisation": dataclasses.asdict(normaliser), "data_fingerprint": ds.fingerprint(),
-            "split": {"train_molecules": sorted({n for i, n in zip(ds.ids, names) if i in set(train_ids)}),
-                      "val_molecules": sorted({n for i, n in zip(ds.ids, names) if i in set(val_ids)})}}
-    objective = grid_density.objective(module, settings["spacing"] ** 3)
+            "data_fingerprint": ds.fingerprint(), **card_entries,
+            "split": {"train_molecules": molecules_of(train_ids), "val_molecules": molecules_of(val_ids)}}
     summary = loop.fit(objective, train_arrays, val_arrays, setup.train_config, out, card, until_epoch, progress)
     return {**summary, "n_train": len(train_ids), "n_val": len(val_ids)}
 
@@ -153,49 +147,28 @@ def _as_model(model: Model | str) -> Model:
     return model if isinstance(model, Model) else load_model(model)
 
 
-def model_inputs(model: Model, molecule: Molecule, grid) -> np.ndarray:
-    """The standardised input fields of a molecule on a box, [1, nx, ny, nz, c]."""
-    fields = []
-    for name in model.card["task"]["inputs"]:
-        if name == "v_ext":
-            fields.append(reference.screened_ionic_potential(molecule, model.level, grid))
-        else:
-            fields.append(reference.density_on_box(reference.atomic_guess(molecule, model.level), grid))
-    x = np.stack(fields, axis=-1)[None].astype(np.float32)
-    return grid_density.Normaliser(**model.card["normalisation"])(x)
+def predict(model: Model | str, molecule: Molecule, cube_path: str | None = None, **options) -> dict:
+    """Predicts the density of a molecule (options such as ``refine=2`` go to the workflow), optionally to a cube.
 
-
-def predict(model: Model | str, molecule: Molecule, cube_path: str | None = None, refine: int = 1) -> dict:
-    """Predicts the density of a molecule on the model's box (``refine`` times finer), optionally to a cube.
-
-    Returns {"seconds", "n_electrons", "level", "grid": UniformGrid, "density": [nx, ny, nz]}.
+    Returns {"seconds", "n_electrons", "level", "grid": UniformGrid, "density": [nx, ny, nz]} and the
+    workflow's other outputs.
     """
     model = _as_model(model)
     start = time.perf_counter()
-    grid = grid_density.box_for(molecule.positions, model.card["grid"], refine)
-    x = model_inputs(model, molecule, grid)
-    n_electrons = reference.level_electrons(molecule, model.level)
-    predict_fn = grid_density.jit_predict(model.module)
-    density = np.asarray(predict_fn(model.params, x, np.array([n_electrons], np.float32), grid.voxel_volume))[0]
-    seconds = time.perf_counter() - start
+    out = WORKFLOWS[model.kind][0].predict(model.card, model.module, model.params, molecule, model.level, **options)
+    out["seconds"] = time.perf_counter() - start
     if cube_path:
-        cube.write_cube(cube_path, grid, density, molecule, comment=f"{model.kind} {model.name} density (e/Bohr^3)")
-    return {"seconds": seconds, "n_electrons": float(grid.integrate(density)), "level": model.card["level"],
-            "grid": grid, "density": density}
+        cube.write_cube(cube_path, out["grid"], out["density"], molecule,
+                        comment=f"{model.kind} {model.name} density (e/Bohr^3)")
+    return {**out, "n_electrons": float(out["grid"].integrate(out["density"])), "level": model.card["level"]}
 
 
 def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dict:
-    """Metrics of a model on a dataset's records (all, or ``ids``): nmae_percent, rmse, raw_count_error."""
+    """Metrics of a model on a dataset's records (all, or ``ids``), e.g. nmae_percent, rmse."""
     model = _as_model(model)
     ds = Dataset(data)
     ids = ds.ids if ids is None else ids
-    if ds.metadata["settings"]["spacing"] != model.card["grid"]["spacing"]:
-        raise ValueError(f"{data} has spacing {ds.metadata['settings']['spacing']} Bohr, the model was trained "
-                         f"on {model.card['grid']['spacing']}: generate with the model's grid")
-    task = grid_density.GridTask(**{k: tuple(v) for k, v in model.card["task"].items()})
-    arrays = grid_density.load_arrays(ds, ids, task)
-    arrays["x"] = grid_density.Normaliser(**model.card["normalisation"])(arrays["x"])
-    objective = grid_density.objective(model.module, model.card["grid"]["spacing"] ** 3)
+    objective, arrays = WORKFLOWS[model.kind][0].evaluation_data(model.card, ds, ids, model.module)
     result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
     result.pop("loss", None)
     return {**result, "records": len(ids)}

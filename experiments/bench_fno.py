@@ -57,6 +57,7 @@ class BenchConfig:
     lifting_width: int = 64  # hidden width of the projection MLP
     repeats: int = 20  # timed calls; the median is reported
     warmup: int = 3  # untimed calls first (compilation, allocator warm-up)
+    threads: int = 0  # CPU threads for both libraries (torch.set_num_threads and XLA's flags); 0: their defaults
 
     @staticmethod
     def tiny() -> "BenchConfig":
@@ -99,6 +100,8 @@ def time_peer(config: BenchConfig, fields: np.ndarray, n_modes: int) -> dict:
     from neuralop.models import FNO
 
     torch.manual_seed(0)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     model = FNO(n_modes=(n_modes,) * 3, in_channels=1, out_channels=1, hidden_channels=config.width,
                 n_layers=config.n_layers, lifting_channel_ratio=0,
                 projection_channel_ratio=config.lifting_width / config.width, use_channel_mlp=False,
@@ -118,17 +121,19 @@ def run(config: BenchConfig) -> dict:
     fields = np.random.default_rng(0).standard_normal((config.batch,) + (config.grid,) * 3 + (1,)).astype(np.float32)
     result = {"config": dataclasses.asdict(config), "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
               "processor": platform.processor(), "jax_devices": [str(d) for d in jax.devices()]},
-              "date": time.strftime("%Y-%m-%d"), "ours": time_ours(config, fields), "peers": []}
+              "date": time.strftime("%Y-%m-%d"), "load_average_before": os.getloadavg(), "peers": []}
+    result["ours"] = time_ours(config, fields)
     try:
         import neuralop  # noqa: F401
     except ImportError as error:
         result["peer_missing"] = f"neuraloperator is not importable ({error}); run experiments/bench_fno_setup.sh"
-        return result
-    for n_modes, role in [(2 * config.modes, "matched"), (config.modes, "literal")]:
-        peer = time_peer(config, fields, n_modes)
-        peer["role"] = role
-        peer["ratio_peer_over_ours"] = peer["seconds"] / result["ours"]["seconds"]
-        result["peers"].append(peer)
+    else:
+        for n_modes, role in [(2 * config.modes, "matched"), (config.modes, "literal")]:
+            peer = time_peer(config, fields, n_modes)
+            peer["role"] = role
+            peer["ratio_peer_over_ours"] = peer["seconds"] / result["ours"]["seconds"]
+            result["peers"].append(peer)
+    result["load_average_after"] = os.getloadavg()
     return result
 
 
@@ -142,11 +147,16 @@ def main():
     config = BenchConfig.tiny() if args.tiny else BenchConfig()
     config = dataclasses.replace(config, **{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
                                             if getattr(args, f.name) is not None})
+    if config.threads:  # read when JAX starts its CPU backend, which no import above has done yet
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                   f"intra_op_parallelism_threads={config.threads}")
     result = run(config)
 
     c = config
     print(f"FNO forward, batch {c.batch}, grid {c.grid}^3, width {c.width}, modes {c.modes}/sign, "
-          f"{c.n_layers} layers; median of {c.repeats} ({result['host']['cpus']} CPUs, {jax.devices()[0].platform})")
+          f"{c.n_layers} layers; median of {c.repeats} on {jax.devices()[0].platform} ({result['host']['cpus']} CPUs, "
+          f"threads: {c.threads or 'default'}, load average {result['load_average_before'][0]:.1f} before, "
+          f"{result['load_average_after'][0]:.1f} after)")
     print(f"{'model':<66} {'ms':>9} {'params':>10} {'peer/ours':>9}")
     ours = result["ours"]
     print(f"{ours['name']:<66} {1e3 * ours['seconds']:9.2f} {ours['parameters']:10d} {'':>9}")

@@ -95,7 +95,9 @@ def _initial_dm(dm0: np.ndarray, nao: int, unrestricted: bool, name: str) -> np.
 def run_ks(molecule: Molecule, level: Level = Level(), external: RandomPotential | None = None,
            dm0: np.ndarray | None = None, forces: bool = False, conv_tol: float = 1e-9,
            max_cycle: int = 100) -> GroundState:
-    """Kohn-Sham ground state with PySCF (RKS when ``molecule.spin`` is 0, else UKS); deterministic.
+    """Kohn-Sham ground state with PySCF (RKS when ``molecule.spin`` is 0, else UKS).
+
+    Reproducible: the same inputs give the same result to rounding (bitwise on one OpenMP thread).
 
     The random potential enters the core Hamiltonian exactly, h = T + V_nuc (or the pseudopotential) + V
     with V_mn = <m|v|n> from three-centre overlap integrals.
@@ -105,7 +107,7 @@ def run_ks(molecule: Molecule, level: Level = Level(), external: RandomPotential
       level: functional, basis and pseudopotential.
       external: an optional random potential added to the external potential.
       dm0: optional starting density matrix, [nao, nao] total or [2, nao, nao] alpha/beta; default
-        PySCF's superposition-of-atoms guess.
+        PySCF's default guess ('minao').
       forces: also compute -dE/dR (Hartree/Bohr).
       conv_tol: energy convergence tolerance in Hartree.
       max_cycle: most SCF iterations.

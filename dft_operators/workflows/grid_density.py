@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dft_operators import reference
 from dft_operators.grids import UniformGrid
 from dft_operators.io.dataset import Dataset, DatasetError
 from dft_operators.models import fno
@@ -31,9 +32,14 @@ class GridTask:
     inputs: tuple[str, ...] = ("v_ext",)  # box fields fed to the network, from INPUT_FIELDS
 
     def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
         bad = set(self.inputs) - set(INPUT_FIELDS)
         if bad or not self.inputs:
             raise ValueError(f"unknown input field(s) {sorted(bad)}; choose from {INPUT_FIELDS}")
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +99,65 @@ def objective(module, voxel_volume: float) -> Objective:
     return Objective(init, per_sample)
 
 
-def box_for(molecule_positions: np.ndarray, settings: dict, refine: int = 1) -> UniformGrid:
-    """The dataset's box (spacing, shape from the generation settings) centred on a geometry."""
-    grid = UniformGrid.centered(np.asarray(molecule_positions).mean(0), settings["spacing"], settings["box_shape"])
+def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTask, module):
+    """(objective, train arrays, validation arrays or None, card entries) for the training loop."""
+    train = load_arrays(ds, train_ids, task)
+    normaliser = Normaliser.fit(train["x"])
+    train["x"] = normaliser(train["x"])
+    val = None
+    if val_ids:
+        val = load_arrays(ds, val_ids, task)
+        val["x"] = normaliser(val["x"])
+    settings = ds.metadata["settings"]
+    card = {"grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"]},
+            "normalisation": dataclasses.asdict(normaliser)}
+    return objective(module, settings["spacing"] ** 3), train, val, card
+
+
+def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
+    """(objective, arrays) to evaluate a trained model on dataset records."""
+    if ds.metadata["settings"]["spacing"] != card["grid"]["spacing"]:
+        raise ValueError(f"{ds.path} has spacing {ds.metadata['settings']['spacing']} Bohr, the model was trained "
+                         f"on {card['grid']['spacing']}: generate with the model's grid")
+    arrays = load_arrays(ds, ids, GridTask(**card["task"]))
+    arrays["x"] = Normaliser(**card["normalisation"])(arrays["x"])
+    return objective(module, card["grid"]["spacing"] ** 3), arrays
+
+
+def box_for(positions: np.ndarray, card: dict, refine: int = 1) -> UniformGrid:
+    """The model's box (spacing and shape of its training data) centred on a geometry [n_atoms, 3] (Bohr)."""
+    grid = UniformGrid.centered(np.asarray(positions).mean(0), card["grid"]["spacing"], card["grid"]["box_shape"])
     return grid.refined(refine) if refine > 1 else grid
 
 
-def jit_predict(module):
-    """``predict(params, x, n_electrons, voxel_volume, out_shape)`` jitted, out_shape static."""
-    return jax.jit(lambda p, x, n, dv, out_shape=None: predict_density(module, p, x, n, dv, out_shape),
-                   static_argnames="out_shape")
+def input_fields(card: dict, molecule, level: reference.Level, grid: UniformGrid) -> np.ndarray:
+    """The standardised input fields of a molecule on a box, [1, nx, ny, nz, c]."""
+    fields = []
+    for name in card["task"]["inputs"]:
+        if name == "v_ext":
+            fields.append(reference.screened_ionic_potential(molecule, level, grid))
+        else:
+            fields.append(reference.density_on_box(reference.atomic_guess(molecule, level), grid))
+    return Normaliser(**card["normalisation"])(np.stack(fields, axis=-1)[None].astype(np.float32))
+
+
+def predict(card: dict, module, params, molecule, level: reference.Level, refine: int = 1) -> dict:
+    """Density of a molecule on the model's box (``refine`` times finer): {"grid", "density" [nx, ny, nz]}.
+
+    The inputs are evaluated directly on the (possibly finer) grid; the weights are the same.
+    """
+    grid = box_for(molecule.positions, card, refine)
+    x = input_fields(card, molecule, level, grid)
+    n_electrons = np.array([reference.level_electrons(molecule, level)], np.float32)
+    density = _jitted_predict(module)(params, x, n_electrons, grid.voxel_volume)
+    return {"grid": grid, "density": np.asarray(density)[0]}
+
+
+_JIT_CACHE: dict = {}
+
+
+def _jitted_predict(module):
+    """``predict_density`` jitted once per module (modules are hashable dataclasses)."""
+    if module not in _JIT_CACHE:
+        _JIT_CACHE[module] = jax.jit(lambda p, x, n, dv: predict_density(module, p, x, n, dv))
+    return _JIT_CACHE[module]

@@ -1,0 +1,77 @@
+"""The ``dft-operators`` command: the contract's JSON keys, PySCF agreement, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+from pyscf import dft, gto
+
+from conftest import run_cli
+from dft_operators import molecule
+from dft_operators.io.cube import read_cube
+
+
+def _json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_reference_reproduces_pyscf_and_its_cube_holds_the_electrons(tmp_path):
+    cube = tmp_path / "water.cube"
+    result = _json(run_cli("reference", "builtin:water", "--cube", cube, "--spacing", "0.25", "--json"))
+    assert {"energy", "converged", "cycles", "n_electrons", "seconds"} <= set(result)
+    water = molecule.builtin("water")
+    mol = gto.M(atom=[(s, r) for s, r in zip(water.symbols, water.positions)], unit="Bohr",
+                basis="gth-dzvp", pseudo="gth-pade", verbose=0)
+    mf = dft.RKS(mol)
+    mf.xc = "lda,pw"
+    mf.conv_tol = 1e-10
+    assert abs(result["energy"] - mf.kernel()) < 1e-7
+    assert result["converged"] and result["n_electrons"] == 8  # valence electrons with GTH
+    grid, values, _ = read_cube(cube)
+    assert abs(grid.integrate(values) - 8) < 5e-3
+
+
+@pytest.mark.parametrize("args, message", [
+    (("reference", "smiles:C1CC"), "cannot parse SMILES"),
+    (("reference", "builtin:water", "--spin", "1"), "cannot have spin"),
+    (("reference", "builtin:water", "--charge", "11"), "leaves -1 electrons"),
+    (("reference", "builtin:h2", "--basis", "no-such-basis"), "no-such-basis"),
+    (("predict", "no-such-model", "builtin:water", "--cube", "x.cube"), "no model 'no-such-model'"),
+    (("evaluate", "no-such-model", "--data", "missing.h5"), "no model"),
+    (("train", "fno", "--data", "missing.h5", "--out", "m"), "no dataset file"),
+])
+def test_bad_input_gives_one_clear_line_and_exit_status_2(args, message):
+    proc = run_cli(*args, "--json", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert message in _json(proc)["error"]
+
+
+def test_atoms_on_top_of_each_other(tmp_path):
+    path = tmp_path / "bad.xyz"
+    path.write_text("2\n\nH 0 0 0\nH 0 0 0.1\n")
+    proc = run_cli("reference", path, check=False)
+    assert proc.returncode == 2 and "0.100 Angstrom apart" in proc.stderr
+
+
+def test_models_lists_the_shipped_models_with_their_level():
+    result = _json(run_cli("models", "--json"))
+    assert result["models"], "the package ships at least one model"
+    for m in result["models"]:
+        assert {"name", "kind", "level"} <= set(m) and {"xc", "basis", "pseudo"} <= set(m["level"])
+
+
+def test_train_evaluate_predict_through_the_command_line(tiny_grid_data, tmp_path):
+    out = tmp_path / "fno"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"preset": "tiny", "train": {"epochs": 2}}))
+    trained = _json(run_cli("train", "fno", "--data", tiny_grid_data, "--out", out, "--config", config,
+                            "--json", "--quiet"))
+    assert trained["epochs"] == 2 and "nmae_percent" in trained["train"] and trained["checkpoint"] == str(out)
+    evaluated = _json(run_cli("evaluate", out, "--data", tiny_grid_data, "--json"))
+    assert evaluated["records"] == 8 and 0 < evaluated["nmae_percent"] < 200
+    cube = tmp_path / "w.cube"
+    predicted = _json(run_cli("predict", out, "builtin:water", "--cube", cube, "--json"))
+    assert {"seconds", "n_electrons", "level"} <= set(predicted)
+    grid, values, _ = read_cube(cube)
+    assert np.all(values >= 0) and abs(grid.integrate(values) - 8) < 1e-3
