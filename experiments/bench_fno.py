@@ -2,7 +2,8 @@
 
 Both run on the same host with the same width, kept spectrum, layers, grid and batch; each is timed after
 warm-up (jit compilation for ours) as the median of ``repeats`` calls that wait for the result
-(``block_until_ready`` / synchronous PyTorch on CPU). Prints a table with the ratio peer / ours and writes
+(``block_until_ready`` / synchronous PyTorch on CPU), the models taking turns call by call so that a
+change of the machine's load hits all of them alike. Prints a table with the ratio peer / ours and writes
 JSON (versions, hardware, the resolved config) to experiments/results/bench_fno.json.
 
 The peer is not a dependency of the package; build its environment first:
@@ -65,20 +66,26 @@ class BenchConfig:
         return BenchConfig(grid=12, batch=1, width=8, modes=3, n_layers=2, lifting_width=16, repeats=3, warmup=1)
 
 
-def median_seconds(call, repeats: int, warmup: int) -> float:
-    """Median wall time of ``call()`` (which must wait for its result) over ``repeats`` runs."""
-    for _ in range(warmup):
-        call()
-    times = []
+def interleaved_medians(calls: dict, repeats: int, warmup: int) -> dict:
+    """Median wall time in seconds of each ``calls[name]()`` (each must wait for its result).
+
+    The calls take turns (A, B, C, A, B, C, ...), so a change in the machine's load during the run
+    falls on all of them alike.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def time_ours(config: BenchConfig, fields: np.ndarray) -> dict:
-    """Our FNO under jit; ``fields`` [batch, n, n, n, 1]."""
+def ours(config: BenchConfig, fields: np.ndarray):
+    """Our FNO under jit: (a call that waits for the output, a description); ``fields`` [batch, n, n, n, 1]."""
     model = create_fno(FNOConfig(width=config.width, modes=config.modes, n_layers=config.n_layers,
                                  lifting_width=config.lifting_width))
     x = jnp.asarray(fields)
@@ -86,15 +93,13 @@ def time_ours(config: BenchConfig, fields: np.ndarray) -> dict:
     apply = jax.jit(model.apply)
     start = time.perf_counter()
     out = apply(params, x).block_until_ready()  # [batch, n, n, n]
-    compile_s = time.perf_counter() - start
-    seconds = median_seconds(lambda: apply(params, x).block_until_ready(), config.repeats, config.warmup)
-    n_params = sum(int(p.size) for p in jax.tree.leaves(params))
-    return {"name": f"ours (jax {jax.__version__}, jit)", "seconds": seconds, "first_call_seconds": compile_s,
-            "parameters": n_params, "output_shape": list(out.shape)}
+    info = {"name": f"ours (jax {jax.__version__}, jit)", "first_call_seconds": time.perf_counter() - start,
+            "parameters": sum(int(p.size) for p in jax.tree.leaves(params)), "output_shape": list(out.shape)}
+    return (lambda: apply(params, x).block_until_ready()), info
 
 
-def time_peer(config: BenchConfig, fields: np.ndarray, n_modes: int) -> dict:
-    """neuraloperator's FNO with ``n_modes`` per axis (its convention); ``fields`` [batch, n, n, n, 1]."""
+def peer(config: BenchConfig, fields: np.ndarray, n_modes: int):
+    """neuraloperator's FNO with ``n_modes`` per axis (its convention): (call, description)."""
     import neuralop
     import torch
     from neuralop.models import FNO
@@ -107,13 +112,15 @@ def time_peer(config: BenchConfig, fields: np.ndarray, n_modes: int) -> dict:
                 projection_channel_ratio=config.lifting_width / config.width, use_channel_mlp=False,
                 positional_embedding="grid").eval()
     x = torch.from_numpy(np.moveaxis(fields, -1, 1).copy())  # [batch, 1, n, n, n]
-    with torch.inference_mode():
-        out = model(x)  # [batch, 1, n, n, n]
-        seconds = median_seconds(lambda: model(x), config.repeats, config.warmup)
-    n_params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
-    return {"name": f"neuraloperator {neuralop.__version__} (torch {torch.__version__}), n_modes={n_modes}",
-            "seconds": seconds, "parameters": int(n_params), "output_shape": list(out.shape),
-            "torch_threads": torch.get_num_threads()}
+
+    def call():
+        with torch.inference_mode():
+            return model(x)  # [batch, 1, n, n, n]; synchronous on a CPU
+
+    info = {"name": f"neuraloperator {neuralop.__version__} (torch {torch.__version__}), n_modes={n_modes}",
+            "parameters": int(sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())),
+            "output_shape": list(call().shape), "torch_threads": torch.get_num_threads()}
+    return call, info
 
 
 def run(config: BenchConfig) -> dict:
@@ -122,17 +129,23 @@ def run(config: BenchConfig) -> dict:
     result = {"config": dataclasses.asdict(config), "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
               "processor": platform.processor(), "jax_devices": [str(d) for d in jax.devices()]},
               "date": time.strftime("%Y-%m-%d"), "load_average_before": os.getloadavg(), "peers": []}
-    result["ours"] = time_ours(config, fields)
+    calls, infos = {}, {}
+    calls["ours"], infos["ours"] = ours(config, fields)
     try:
         import neuralop  # noqa: F401
     except ImportError as error:
         result["peer_missing"] = f"neuraloperator is not importable ({error}); run experiments/bench_fno_setup.sh"
     else:
         for n_modes, role in [(2 * config.modes, "matched"), (config.modes, "literal")]:
-            peer = time_peer(config, fields, n_modes)
-            peer["role"] = role
-            peer["ratio_peer_over_ours"] = peer["seconds"] / result["ours"]["seconds"]
-            result["peers"].append(peer)
+            calls[role], infos[role] = peer(config, fields, n_modes)
+            infos[role]["role"] = role
+    seconds = interleaved_medians(calls, config.repeats, config.warmup)
+    for name, info in infos.items():
+        info["seconds"] = seconds[name]
+    result["ours"] = infos.pop("ours")
+    for info in infos.values():
+        info["ratio_peer_over_ours"] = info["seconds"] / result["ours"]["seconds"]
+        result["peers"].append(info)
     result["load_average_after"] = os.getloadavg()
     return result
 

@@ -30,12 +30,12 @@ def run_cli(*args, env=None, check=True, timeout=600):
 @pytest.fixture(scope="session")
 def tiny_grid_data(tmp_path_factory):
     """A small valence-density dataset: water, methane, ammonia, hydrogen fluoride (2 conformers each) on
-    a 16^3 box of spacing 0.5 Bohr, at the default level (LDA, GTH pseudopotentials)."""
+    a 20^3 box of spacing 0.5 Bohr, at the default level (LDA, GTH pseudopotentials)."""
     from dft_operators import molecule
     from dft_operators.data.generate import GenerationSettings, generate
 
     out = str(tmp_path_factory.mktemp("data") / "tiny_grid.h5")
     mols = [molecule.builtin(n) for n in ("water", "methane", "ammonia", "hydrogen-fluoride")]
-    generate(mols, out, GenerationSettings(spacing=0.5, box_shape=16, n_conformers=2, displacement=0.05),
+    generate(mols, out, GenerationSettings(spacing=0.5, box_shape=20, n_conformers=2, displacement=0.05),
              progress=False)
     return out

@@ -6,10 +6,10 @@ Fourier coefficients are its forward-normalised DFT,
     c_k = (1 / (nx ny nz)) sum_x f(x) exp(-2 pi i k.x / n),
 
 which are the same numbers for every grid on which a band-limited f is sampled above its Nyquist rate.
-The layer keeps the kept frequencies, multiplies each by its own complex channel-mixing matrix W_k and
+The layer keeps a few low frequencies, multiplies each by its own complex channel-mixing matrix W_k and
 sums the series back on any grid that resolves them:
 
-    g(x) = sum_{k kept} (c_k W_k) exp(2 pi i k.x / L)      (real part; g is real by construction).
+    g(x) = Re sum_{k kept} (c_k W_k) exp(2 pi i k.x / L)      (x in Bohr, L the box lengths).
 
 So the layer is a map between functions, not between arrays: the same weights act on any grid, and an
 output grid finer than the input is spectral zero-padding (exact evaluation of g at the finer points).
@@ -21,7 +21,9 @@ Kept frequencies (the four corner blocks of an rfftn spectrum, modes = (m1, m2, 
 Every kept |k| must lie strictly below the grid's Nyquist frequency n / 2, i.e. n > 2 m on each axis,
 for the input grid and the output grid: at n = 2 m the frequency -m would alias with +m.
 
-Layout is channels-last: fields [..., nx, ny, nz, channels], weights [2 m1, 2 m2, m3, c_in, c_out].
+Layout is channels-last: fields [..., nx, ny, nz, channels], weights [2 m1, 2 m2, m3, c_in, c_out]. The
+transforms are truncated DFTs done as matrix products (``fourier_coefficients``, ``fourier_series``), which
+for the few modes an FNO keeps is faster than FFTs and gives the same numbers.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Spatial axes of a channels-last field [..., nx, ny, nz, c].
-_X, _Y, _Z = -4, -3, -2
+# Contractions in full float32: TF32/bf16 passes (the GPU/TPU default) would break grid independence at 1e-3.
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def check_modes(shape: Sequence[int], modes: Sequence[int], what: str = "grid") -> None:
@@ -57,64 +59,68 @@ def check_modes(shape: Sequence[int], modes: Sequence[int], what: str = "grid") 
             f"Nyquist frequency n/2, which needs n > 2*m on each axis (at least {need} points)")
 
 
-def _keep(spectrum: jax.Array, m: int, axis: int) -> jax.Array:
-    """The 2 m lowest frequencies of a full FFT axis: 0..m-1 then -m..-1 (FFT order)."""
-    n = spectrum.shape[axis]
-    low = jax.lax.slice_in_dim(spectrum, 0, m, axis=axis)
-    high = jax.lax.slice_in_dim(spectrum, n - m, n, axis=axis)
-    return jnp.concatenate([low, high], axis=axis)  # [..., 2m, ...]
+def _signed(m: int) -> np.ndarray:
+    """Kept frequencies of a full axis in FFT order: 0..m-1 then -m..-1, [2 m]."""
+    return np.r_[0:m, -m:0]
 
 
-def _pad(block: jax.Array, n: int, axis: int) -> jax.Array:
-    """Inverse of ``_keep``: puts the 2 m kept frequencies of one axis into a zero spectrum of n points."""
-    m = block.shape[axis] // 2
-    low = jax.lax.slice_in_dim(block, 0, m, axis=axis)
-    high = jax.lax.slice_in_dim(block, m, 2 * m, axis=axis)
-    zeros_shape = list(block.shape)
-    zeros_shape[axis] = n - 2 * m
-    return jnp.concatenate([low, jnp.zeros(zeros_shape, block.dtype), high], axis=axis)  # [..., n, ...]
+def _phases(n: int, k: np.ndarray) -> np.ndarray:
+    """2 pi k x / n for grid points x = 0..n-1 and frequencies k, float64 [n, len(k)]."""
+    return 2.0 * np.pi * np.outer(np.arange(n), k) / n
 
 
-def truncated_rfftn(field: jax.Array, modes: Sequence[int]) -> jax.Array:
+def fourier_coefficients(field: jax.Array, modes: Sequence[int]) -> jax.Array:
     """Fourier coefficients c_k of a real periodic field at the kept frequencies (forward normalisation).
 
-    The transform is pruned: z first (rfft), then y and x only over the kept slabs, so it costs less than
-    a full rfftn followed by slicing and gives the same numbers.
+    A truncated DFT, one axis at a time, as products with [n, 2 m] matrices: for the few modes an FNO keeps
+    this is O(n m) work per line at matrix-multiply speed and beats pruned FFTs on a CPU (about 2x at 32^3,
+    width 32, modes 8). The numbers are those of ``jnp.fft.rfftn(field, norm="forward")`` at the kept
+    frequencies.
 
     Args:
       field: real values [..., nx, ny, nz, c] on a periodic box.
       modes: (m1, m2, m3), with n > 2 m on each axis.
     Returns:
-      complex coefficients [..., 2 m1, 2 m2, m3, c], x and y in FFT order (non-negative first).
+      complex coefficients [..., 2 m1, 2 m2, m3, c]; x and y in FFT order (0..m-1, then -m..-1), z 0..m3-1.
     """
     m1, m2, m3 = modes
-    spectrum = jnp.fft.rfft(field, axis=_Z, norm="forward")[..., :m3, :]  # [..., nx, ny, m3, c]
-    spectrum = _keep(jnp.fft.fft(spectrum, axis=_Y, norm="forward"), m2, _Y)  # [..., nx, 2 m2, m3, c]
-    return _keep(jnp.fft.fft(spectrum, axis=_X, norm="forward"), m1, _X)  # [..., 2 m1, 2 m2, m3, c]
+    nx, ny, nz = field.shape[-4:-1]
+    real, cplx = field.dtype, jnp.result_type(field.dtype, jnp.complex64)  # the matrices match the data
+    phase = _phases(nz, np.arange(m3))
+    to_z = (np.concatenate([np.cos(phase), -np.sin(phase)], axis=1) / nz).astype(real)  # [nz, 2 m3]
+    parts = jnp.einsum("...zc,zk->...kc", field, to_z, precision=_HIGHEST)  # [..., nx, ny, 2 m3, c]
+    c = jax.lax.complex(parts[..., :m3, :], parts[..., m3:, :])  # [..., nx, ny, m3, c]
+    to_y = (np.exp(-1j * _phases(ny, _signed(m2))) / ny).astype(cplx)  # [ny, 2 m2]
+    c = jnp.einsum("...yzc,yk->...kzc", c, to_y, precision=_HIGHEST)  # [..., nx, 2 m2, m3, c]
+    to_x = (np.exp(-1j * _phases(nx, _signed(m1))) / nx).astype(cplx)  # [nx, 2 m1]
+    return jnp.einsum("...xyzc,xk->...kyzc", c, to_x, precision=_HIGHEST)  # [..., 2 m1, 2 m2, m3, c]
 
 
-def padded_irfftn(coefficients: jax.Array, shape: Sequence[int]) -> jax.Array:
-    """The real field sum_k c_k exp(2 pi i k.x / L) sampled on a grid of ``shape`` points.
+def fourier_series(coefficients: jax.Array, shape: Sequence[int]) -> jax.Array:
+    """The real field Re sum_k c_k exp(2 pi i k.x / L), k over the kept frequencies, on ``shape`` points.
 
-    Inverse of ``truncated_rfftn`` with the missing frequencies set to zero, on any grid that resolves the
-    kept ones. The imaginary part left in the kz = 0 plane is dropped by the final irfft (numpy's
-    documented rule), which is the same as adding the complex-conjugate frequencies -k: the result is the
-    real part of the series, on every grid alike.
+    Inverse of ``fourier_coefficients`` with the missing frequencies zero, on any grid that resolves the
+    kept ones. Each kz > 0 stands for itself and its complex conjugate -kz (weight 2, as in irfft); at kz = 0
+    only the real part counts (irfft's rule). Same products-with-matrices scheme as the forward transform.
 
     Args:
-      coefficients: complex [..., 2 m1, 2 m2, m3, c] in the layout of ``truncated_rfftn``.
+      coefficients: complex [..., 2 m1, 2 m2, m3, c] in the layout of ``fourier_coefficients``.
       shape: output grid (nx, ny, nz), with n > 2 m on each axis.
     Returns:
       real values [..., nx, ny, nz, c].
     """
     nx, ny, nz = shape
-    field = jnp.fft.ifft(_pad(coefficients, nx, _X), axis=_X, norm="forward")  # [..., nx, 2 m2, m3, c]
-    field = jnp.fft.ifft(_pad(field, ny, _Y), axis=_Y, norm="forward")  # [..., nx, ny, m3, c]
-    m3 = field.shape[_Z]
-    pad = [(0, 0)] * field.ndim
-    pad[field.ndim + _Z] = (0, nz // 2 + 1 - m3)
-    field = jnp.pad(field, pad)  # [..., nx, ny, nz // 2 + 1, c]
-    return jnp.fft.irfft(field, n=nz, axis=_Z, norm="forward")  # [..., nx, ny, nz, c]
+    m1, m2, m3 = coefficients.shape[-4] // 2, coefficients.shape[-3] // 2, coefficients.shape[-2]
+    cplx, real = coefficients.dtype, jnp.finfo(coefficients.dtype).dtype  # the matrices match the data
+    from_x = np.exp(1j * _phases(nx, _signed(m1))).T.astype(cplx)  # [2 m1, nx]
+    f = jnp.einsum("...kyzc,kx->...xyzc", coefficients, from_x, precision=_HIGHEST)  # [..., nx, 2 m2, m3, c]
+    from_y = np.exp(1j * _phases(ny, _signed(m2))).T.astype(cplx)  # [2 m2, ny]
+    f = jnp.einsum("...kzc,ky->...yzc", f, from_y, precision=_HIGHEST)  # [..., nx, ny, m3, c]
+    phase = _phases(nz, np.arange(m3)).T  # [m3, nz]
+    weight = np.where(np.arange(m3) == 0, 1.0, 2.0)[:, None]
+    from_z = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)]).astype(real)  # [2 m3, nz]
+    parts = jnp.concatenate([f.real, f.imag], axis=-2)  # [..., nx, ny, 2 m3, c]
+    return jnp.einsum("...kc,kz->...zc", parts, from_z, precision=_HIGHEST)  # [..., nx, ny, nz, c]
 
 
 def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int] | None = None) -> jax.Array:
@@ -126,7 +132,7 @@ def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int]
     Args:
       field: real values [..., nx, ny, nz, c_in] on a periodic box.
       weights: complex channel mixing [2 m1, 2 m2, m3, c_in, c_out] per kept frequency (layout of
-        ``truncated_rfftn``); the modes are read from its shape.
+        ``fourier_coefficients``); the modes are read from its shape.
       out_shape: grid (nx', ny', nz') to evaluate g on; defaults to the input grid. A finer grid is
         spectral zero-padding (band-limited interpolation), a coarser one exact subsampling of g.
     Returns:
@@ -141,9 +147,9 @@ def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int]
     out_shape = in_shape if out_shape is None else tuple(int(n) for n in out_shape)
     check_modes(in_shape, modes, "input grid")
     check_modes(out_shape, modes, "out_shape")
-    coefficients = truncated_rfftn(field, modes)  # [..., 2 m1, 2 m2, m3, c_in]
-    mixed = jnp.einsum("...xyzi,xyzio->...xyzo", coefficients, weights)  # [..., 2 m1, 2 m2, m3, c_out]
-    return padded_irfftn(mixed, out_shape).astype(field.dtype)  # [..., nx', ny', nz', c_out]
+    coefficients = fourier_coefficients(field, modes)  # [..., 2 m1, 2 m2, m3, c_in]
+    mixed = jnp.einsum("...xyzi,xyzio->...xyzo", coefficients, weights, precision=_HIGHEST)  # [..., 2m1, 2m2, m3, o]
+    return fourier_series(mixed, out_shape).astype(field.dtype)  # [..., nx', ny', nz', c_out]
 
 
 def complex_normal_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
