@@ -15,17 +15,19 @@ from importlib import resources
 import jax
 import numpy as np
 
-from dft_operators import models, reference
+from dft_operators import models, physics, reference
 from dft_operators.data.splits import split_by_molecule
+from dft_operators.grids import UniformGrid
 from dft_operators.io import checkpoint, cube
 from dft_operators.io.dataset import Dataset
 from dft_operators.molecule import Molecule
 from dft_operators.training import loop
 from dft_operators.training.config import TrainConfig
-from dft_operators.workflows import grid_density
+from dft_operators.workflows import grid_density, kinetic
 
 # kind -> (workflow module, its task dataclass); a workflow provides prepare, evaluation_data, predict.
-WORKFLOWS = {"fno": (grid_density, grid_density.GridTask)}
+WORKFLOWS = {"fno": (grid_density, grid_density.GridTask), "deepscf": (grid_density, grid_density.DeepSCFTask),
+             "kineticnet": (kinetic, kinetic.KineticTask)}
 KINDS = tuple(WORKFLOWS)
 
 
@@ -59,7 +61,8 @@ class TrainSetup:
             raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
         preset = c.get("preset", "default")
         task = WORKFLOWS[kind][1](**c.get("task", {}))
-        model_values = {"in_channels": task.in_channels, **c.get("model", {})}
+        channels = {"in_channels": task.in_channels} if hasattr(task, "in_channels") else {}
+        model_values = {**channels, **c.get("model", {})}
         train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
         return TrainSetup(kind, models.model_config(kind, model_values, preset),
                           dataclasses.replace(train_base, **c.get("train", {})), task,
@@ -172,3 +175,30 @@ def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dic
     result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
     result.pop("loss", None)
     return {**result, "records": len(ids)}
+
+
+def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None = None, grid_level: int = 2) -> dict:
+    """Orbital-free ground state of a molecule from the superposition of atomic densities.
+
+    ``model`` is a classical kinetic functional ('tf', 'vw', 'tfvw' = TF + vW/9; all-electron LDA in
+    def2-svp) or a KineticNet model (shipped name or directory; its level of theory).
+    Returns {"energy" Hartree, "terms" {name: Hartree}, "iterations", "converged", "seconds", "n_electrons",
+    "kinetic", "level"}; with ``cube_path`` the density is written there (0.2 Bohr box, 5 Bohr margin).
+    """
+    start = time.perf_counter()
+    if isinstance(model, str) and model in physics.CLASSICAL:
+        level, functional, name = reference.ALL_ELECTRON, model, model
+    else:
+        model = _as_model(model)
+        if model.kind != "kineticnet":
+            raise ValueError(f"{model.name} is a {model.kind} model; orbital-free DFT needs a kineticnet model")
+        level, functional, name = model.level, (model.module, model.params), model.name
+    result = kinetic.solve_ofdft(molecule, functional, level, grid_level)
+    if cube_path:
+        grid = UniformGrid.around(molecule.positions, 0.2, 5.0)
+        cube.write_cube(cube_path, grid, kinetic.density_on_box(result, molecule, level, grid), molecule,
+                        comment=f"orbital-free density with {name} (e/Bohr^3)")
+    return {"energy": result["energy"], "terms": result["terms"], "iterations": result["iterations"],
+            "converged": result["converged"], "seconds": time.perf_counter() - start,
+            "n_electrons": float(result["integrals"]["weights"] @ result["rho"]), "kinetic": name,
+            "level": level.as_dict()}

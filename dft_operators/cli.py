@@ -13,7 +13,7 @@ import time
 
 from dft_operators import errors, units
 
-COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "quickstart")
+COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "scf", "ofdft", "quickstart")
 
 
 def _level(args, default):
@@ -68,7 +68,7 @@ def cmd_generate(args) -> dict:
     settings = GenerationSettings(
         kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box, grid_level=args.grid_level,
         n_conformers=args.conformers, displacement=args.displacement, rotate=not args.no_rotate,
-        random_potential=args.random_potential, forces=args.forces, seed=args.seed)
+        strain=args.strain, random_potential=args.random_potential, forces=args.forces, seed=args.seed)
     return generate(_molecule_list(args.molecules), args.out, settings, workers=args.workers,
                     progress=not args.quiet)
 
@@ -103,6 +103,25 @@ def cmd_evaluate(args) -> dict:
     from dft_operators import api
 
     return api.evaluate(args.model, args.data)
+
+
+def cmd_scf(args) -> dict:
+    from dft_operators import reference, scf_guess
+
+    level = _level(args, reference.Level()) if args.xc or args.basis or args.pseudo else None
+    result = scf_guess.scf_from_guess(_molecule(args), args.guess, level)
+    print(f"E = {result['energy']:.8f} Ha, converged={result['converged']} in {result['cycles']} cycles from the "
+          f"{result['guess']} guess, {result['seconds']:.2f} s", file=sys.stderr)
+    return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL}
+
+
+def cmd_ofdft(args) -> dict:
+    from dft_operators import api
+
+    result = api.ofdft(_molecule(args), args.model, args.cube, grid_level=args.grid_level)
+    print(f"E = {result['energy']:.8f} Ha with {result['kinetic']}, converged={result['converged']} in "
+          f"{result['iterations']} iterations, {result['seconds']:.2f} s", file=sys.stderr)
+    return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL, "cube": args.cube}
 
 
 def cmd_quickstart(args) -> dict:
@@ -150,12 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=int, default=40, help="points per box axis (grid kind)")
     p.add_argument("--grid-level", type=int, default=2, help="PySCF quadrature grid level")
     p.add_argument("--random-potential", type=float, default=0.0, help="amplitude (Ha) of a random potential")
+    p.add_argument("--strain", type=float, default=0.0, help="std of a random symmetric strain of each conformer")
     p.add_argument("--forces", action="store_true", help="also compute forces")
     p.add_argument("--seed", type=int, default=0)
     _add_level(p)
 
     p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
-    p.add_argument("kind", choices=["fno"], help="model kind")
+    p.add_argument("kind", choices=["fno", "deepscf", "kineticnet"], help="model kind")
     p.add_argument("--data", required=True, help="dataset file")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
@@ -172,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a model on a dataset")
     p.add_argument("model")
     p.add_argument("--data", required=True)
+
+    p = sub.add_parser("scf", parents=[common], help="PySCF SCF from a guess (a model's density or PySCF's)")
+    _add_molecule(p)
+    _add_level(p)
+    p.add_argument("--guess", default="minao",
+                   help="minao, atom, huckel, or a grid model (name or directory) whose density starts the SCF")
+
+    p = sub.add_parser("ofdft", parents=[common], help="orbital-free DFT ground state")
+    _add_molecule(p)
+    p.add_argument("--model", default="vw",
+                   help="kinetic functional: tf, vw, tfvw (TF + vW/9) or a kineticnet model (name or directory)")
+    p.add_argument("--cube", help="write the density to this cube file")
+    p.add_argument("--grid-level", type=int, default=2, help="PySCF quadrature grid level")
 
     p = sub.add_parser("quickstart", parents=[common], help="small end-to-end run against PySCF")
     p.add_argument("--workdir", default="quickstart-run", help="where data and models go")

@@ -17,7 +17,8 @@ Matching the peer (neuraloperator 2.x ``neuralop.models.FNO``):
     axis is halved to n // 2 + 1 by its rfft), ours counts modes per sign. ``n_modes = (2m, 2m, 2m)``
     keeps kx, ky in -m..m-1 and kz in 0..m: our 2m x 2m x m block plus one kz plane (+1/m of the weights
     and contraction). That row is the matched comparison and gives the headline ratio. The row with
-    ``n_modes = (m, m, m)`` (the literal reading) keeps 8x fewer modes and is shown for reference.
+    ``n_modes = (m, m, m)`` (the literal reading) keeps m x m x (m/2 + 1) modes, about 6x fewer, and is
+    shown for reference.
   * ``use_channel_mlp=False``: neuraloperator's default adds a channel MLP to every Fourier layer,
     which our (the original FNO's) layer does not have.
   * lifting: ``lifting_channel_ratio=0`` makes the peer's lifting one linear layer, as ours; projection

@@ -40,6 +40,7 @@ class GenerationSettings:
     n_conformers: int = 4  # conformers per molecule
     displacement: float = 0.1  # std of the random atomic displacements in Bohr (0 keeps the geometry)
     rotate: bool = True  # randomly rotate each conformer about its centroid
+    strain: float = 0.0  # std of the entries of a random symmetric strain applied about the centroid (0 = none)
     random_potential: float = 0.0  # amplitude (Hartree) of a random Gaussian external potential; 0 = none
     forces: bool = False  # also compute nuclear forces
     seed: int = 0  # seeds conformers and random potentials
@@ -127,8 +128,9 @@ def make_tasks(molecules: list[Molecule], settings: GenerationSettings) -> list[
         for j in range(settings.n_conformers):
             rng = np.random.default_rng([settings.seed, i, j])
             rid = f"{i:04d}-{mol.name.replace('/', '_')}-{j:03d}"
-            conformer = (sample_conformer(mol, rng, settings.displacement, settings.rotate, name=mol.name)
-                         if settings.displacement > 0 or settings.rotate else mol)
+            conformer = (sample_conformer(mol, rng, settings.displacement, settings.rotate, name=mol.name,
+                                          strain=settings.strain)
+                         if settings.displacement > 0 or settings.rotate or settings.strain > 0 else mol)
             tasks.append(Task(rid, conformer, settings, int(rng.integers(2**31))))
     return tasks
 
@@ -143,6 +145,8 @@ def _check_compatible(out: str, meta: dict) -> None:
     if not os.path.exists(out):
         return
     old = dataset.Dataset(out).metadata
+    # Settings added since a file was made take their default values in it.
+    old["settings"] = {**json.loads(json.dumps(GenerationSettings().as_dict())), **old.get("settings", {})}
     for key in ("level", "settings"):
         if old.get(key) != json.loads(json.dumps(meta[key])):
             raise dataset.DatasetError(

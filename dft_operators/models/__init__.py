@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from dft_operators.models.deepscf import DeepSCFConfig, create_deepscf
 from dft_operators.models.fno import FNOConfig, create_fno
+from dft_operators.models.kineticnet import KineticNetConfig, create_kineticnet
 
-CONFIGS = {"fno": FNOConfig}
-_BUILDERS = {"fno": create_fno}
+CONFIGS = {"fno": FNOConfig, "deepscf": DeepSCFConfig, "kineticnet": KineticNetConfig}
+_BUILDERS = {"fno": create_fno, "deepscf": create_deepscf, "kineticnet": create_kineticnet}
 
 
 def model_config(kind: str, values: dict | None = None, preset: str = "default"):

@@ -43,6 +43,15 @@ class FNOConfig:
         return FNOConfig(width=8, modes=3, n_layers=2, lifting_width=16)
 
 
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact GELU, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, as PyTorch computes it.
+
+    Same function as ``flax.linen.gelu(x, approximate=False)``, which XLA builds from erfc and which made
+    up about a third of the FNO's forward time on a CPU.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * np.float32(1.0 / np.sqrt(2.0))))
+
+
 def box_coordinates(shape: Sequence[int]) -> np.ndarray:
     """Normalised coordinates of a periodic box's grid points, float32 [nx, ny, nz, 3], each in [-1, 1).
 
@@ -105,8 +114,8 @@ class FNO(nn.Module):
         for t in range(self.n_layers):
             h = SpectralConv3D(self.width, modes, name=f"spectral_{t}")(h) + nn.Dense(self.width, name=f"skip_{t}")(h)
             if t < self.n_layers - 1:
-                h = nn.gelu(h, approximate=False)
-        h = nn.gelu(nn.Dense(self.lifting_width, name="projection_hidden")(h), approximate=False)
+                h = gelu(h)
+        h = gelu(nn.Dense(self.lifting_width, name="projection_hidden")(h))
         density = nn.softplus(nn.Dense(1, name="projection_out")(h))  # [batch, nx, ny, nz, 1]
         return density[..., 0]  # [batch, nx, ny, nz]
 

@@ -1,4 +1,4 @@
-"""Layers shared by the models (so far the spectral convolution of the FNO)."""
+"""Layers shared by the models; this module re-exports the spectral (Fourier) convolution of the FNO."""
 
 from dft_operators.nn.spectral import SpectralConv3D, check_modes, fourier_coefficients, fourier_series, spectral_conv
 

@@ -21,9 +21,10 @@ Kept frequencies (the four corner blocks of an rfftn spectrum, modes = (m1, m2, 
 Every kept |k| must lie strictly below the grid's Nyquist frequency n / 2, i.e. n > 2 m on each axis,
 for the input grid and the output grid: at n = 2 m the frequency -m would alias with +m.
 
-Layout is channels-last: fields [..., nx, ny, nz, channels], weights [2 m1, 2 m2, m3, c_in, c_out]. The
-transforms are truncated DFTs done as matrix products (``fourier_coefficients``, ``fourier_series``), which
-for the few modes an FNO keeps is faster than FFTs and gives the same numbers.
+Layout is channels-last: fields [..., nx, ny, nz, channels], weights [2 m1, 2 m2, m3, c_in, c_out] (real
+and imaginary parts apart). The transforms are truncated DFTs done as matrix products
+(``fourier_coefficients``, ``fourier_series``): for the few modes an FNO keeps they are faster than FFTs
+and give the same numbers.
 """
 
 from __future__ import annotations
@@ -65,17 +66,32 @@ def _signed(m: int) -> np.ndarray:
 
 
 def _phases(n: int, k: np.ndarray) -> np.ndarray:
-    """2 pi k x / n for grid points x = 0..n-1 and frequencies k, float64 [n, len(k)]."""
-    return 2.0 * np.pi * np.outer(np.arange(n), k) / n
+    """2 pi k x / n for frequencies k and grid points x = 0..n-1, float64 [len(k), n]."""
+    return 2.0 * np.pi * np.outer(k, np.arange(n)) / n
+
+
+def _apply_matrix(matrix: np.ndarray, data: jax.Array, axis: int) -> jax.Array:
+    """sum_n matrix[k, n] data[..., n, ...]: ``matrix`` [k, n] acting on axis ``axis`` (negative) of ``data``.
+
+    Written as one batched matrix product over the leading axes with the trailing ones flattened, so XLA
+    needs no transpose of ``data`` whatever the axis (an einsum would move the axis last, a full copy).
+    """
+    axis = data.ndim + axis
+    lead, n, rest = data.shape[:axis], data.shape[axis], data.shape[axis + 1:]
+    batch, size = int(np.prod(lead)), int(np.prod(rest))
+    lhs = jnp.broadcast_to(jnp.asarray(matrix, data.dtype), (batch,) + matrix.shape)  # [batch, k, n]
+    out = jax.lax.dot_general(lhs, data.reshape(batch, n, size), (((2,), (1,)), ((0,), (0,))),
+                              precision=_HIGHEST)  # [batch, k, size]
+    return out.reshape(lead + (matrix.shape[0],) + rest)
 
 
 def fourier_coefficients(field: jax.Array, modes: Sequence[int]) -> jax.Array:
     """Fourier coefficients c_k of a real periodic field at the kept frequencies (forward normalisation).
 
-    A truncated DFT, one axis at a time, as products with [n, 2 m] matrices: for the few modes an FNO keeps
-    this is O(n m) work per line at matrix-multiply speed and beats pruned FFTs on a CPU (about 2x at 32^3,
-    width 32, modes 8). The numbers are those of ``jnp.fft.rfftn(field, norm="forward")`` at the kept
-    frequencies.
+    A truncated DFT, one axis at a time (x, y, then z, so the largest array is never transposed), as
+    products with [2 m, n] matrices: for the few modes an FNO keeps this is O(n m) work per line at
+    matrix-multiply speed, faster than FFTs on a CPU. The numbers are those of
+    ``jnp.fft.rfftn(field, norm="forward")`` at the kept frequencies.
 
     Args:
       field: real values [..., nx, ny, nz, c] on a periodic box.
@@ -85,15 +101,11 @@ def fourier_coefficients(field: jax.Array, modes: Sequence[int]) -> jax.Array:
     """
     m1, m2, m3 = modes
     nx, ny, nz = field.shape[-4:-1]
-    real, cplx = field.dtype, jnp.result_type(field.dtype, jnp.complex64)  # the matrices match the data
-    phase = _phases(nz, np.arange(m3))
-    to_z = (np.concatenate([np.cos(phase), -np.sin(phase)], axis=1) / nz).astype(real)  # [nz, 2 m3]
-    parts = jnp.einsum("...zc,zk->...kc", field, to_z, precision=_HIGHEST)  # [..., nx, ny, 2 m3, c]
-    c = jax.lax.complex(parts[..., :m3, :], parts[..., m3:, :])  # [..., nx, ny, m3, c]
-    to_y = (np.exp(-1j * _phases(ny, _signed(m2))) / ny).astype(cplx)  # [ny, 2 m2]
-    c = jnp.einsum("...yzc,yk->...kzc", c, to_y, precision=_HIGHEST)  # [..., nx, 2 m2, m3, c]
-    to_x = (np.exp(-1j * _phases(nx, _signed(m1))) / nx).astype(cplx)  # [nx, 2 m1]
-    return jnp.einsum("...xyzc,xk->...kyzc", c, to_x, precision=_HIGHEST)  # [..., 2 m1, 2 m2, m3, c]
+    phase = _phases(nx, _signed(m1))  # [2 m1, nx]
+    parts = _apply_matrix(np.concatenate([np.cos(phase), -np.sin(phase)]) / nx, field, -4)  # [..., 4 m1, ny, nz, c]
+    c = jax.lax.complex(parts[..., :2 * m1, :, :, :], parts[..., 2 * m1:, :, :, :])  # [..., 2 m1, ny, nz, c]
+    c = _apply_matrix(np.exp(-1j * _phases(ny, _signed(m2))) / ny, c, -3)  # [..., 2 m1, 2 m2, nz, c]
+    return _apply_matrix(np.exp(-1j * _phases(nz, np.arange(m3))) / nz, c, -2)  # [..., 2 m1, 2 m2, m3, c]
 
 
 def fourier_series(coefficients: jax.Array, shape: Sequence[int]) -> jax.Array:
@@ -101,7 +113,7 @@ def fourier_series(coefficients: jax.Array, shape: Sequence[int]) -> jax.Array:
 
     Inverse of ``fourier_coefficients`` with the missing frequencies zero, on any grid that resolves the
     kept ones. Each kz > 0 stands for itself and its complex conjugate -kz (weight 2, as in irfft); at kz = 0
-    only the real part counts (irfft's rule). Same products-with-matrices scheme as the forward transform.
+    only the real part counts (irfft's rule). Same matrix scheme as the forward transform, z, y, then x.
 
     Args:
       coefficients: complex [..., 2 m1, 2 m2, m3, c] in the layout of ``fourier_coefficients``.
@@ -111,19 +123,17 @@ def fourier_series(coefficients: jax.Array, shape: Sequence[int]) -> jax.Array:
     """
     nx, ny, nz = shape
     m1, m2, m3 = coefficients.shape[-4] // 2, coefficients.shape[-3] // 2, coefficients.shape[-2]
-    cplx, real = coefficients.dtype, jnp.finfo(coefficients.dtype).dtype  # the matrices match the data
-    from_x = np.exp(1j * _phases(nx, _signed(m1))).T.astype(cplx)  # [2 m1, nx]
-    f = jnp.einsum("...kyzc,kx->...xyzc", coefficients, from_x, precision=_HIGHEST)  # [..., nx, 2 m2, m3, c]
-    from_y = np.exp(1j * _phases(ny, _signed(m2))).T.astype(cplx)  # [2 m2, ny]
-    f = jnp.einsum("...kzc,ky->...yzc", f, from_y, precision=_HIGHEST)  # [..., nx, ny, m3, c]
-    phase = _phases(nz, np.arange(m3)).T  # [m3, nz]
-    weight = np.where(np.arange(m3) == 0, 1.0, 2.0)[:, None]
-    from_z = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)]).astype(real)  # [2 m3, nz]
-    parts = jnp.concatenate([f.real, f.imag], axis=-2)  # [..., nx, ny, 2 m3, c]
-    return jnp.einsum("...kc,kz->...zc", parts, from_z, precision=_HIGHEST)  # [..., nx, ny, nz, c]
+    conjugates = np.where(np.arange(m3) == 0, 1.0, 2.0)  # kz and -kz
+    from_z = conjugates * np.exp(1j * _phases(nz, np.arange(m3))).T  # [nz, m3]
+    f = _apply_matrix(from_z, coefficients, -2)  # [..., 2 m1, 2 m2, nz, c]
+    f = _apply_matrix(np.exp(1j * _phases(ny, _signed(m2))).T, f, -3)  # [..., 2 m1, ny, nz, c]
+    phase = _phases(nx, _signed(m1)).T  # [nx, 2 m1]
+    parts = jnp.concatenate([f.real, f.imag], axis=-4)  # [..., 4 m1, ny, nz, c]
+    return _apply_matrix(np.concatenate([np.cos(phase), -np.sin(phase)], axis=1), parts, -4)  # [..., nx, ny, nz, c]
 
 
-def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int] | None = None) -> jax.Array:
+def spectral_conv(field: jax.Array, weights_real: jax.Array, weights_imag: jax.Array,
+                  out_shape: Sequence[int] | None = None) -> jax.Array:
     """Spectral convolution g = F^-1[W_k F[f]_k] of a real periodic field (see the module docstring).
 
     The result is grid-independent: a band-limited ``field`` sampled on n or on 2 n points per axis gives
@@ -131,8 +141,9 @@ def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int]
 
     Args:
       field: real values [..., nx, ny, nz, c_in] on a periodic box.
-      weights: complex channel mixing [2 m1, 2 m2, m3, c_in, c_out] per kept frequency (layout of
-        ``fourier_coefficients``); the modes are read from its shape.
+      weights_real, weights_imag: the complex channel mixing W = weights_real + i weights_imag per kept
+        frequency, each real [2 m1, 2 m2, m3, c_in, c_out] (layout of ``fourier_coefficients``); the modes
+        are read from the shape. Kept apart, so no complex copy of the weights is made at every call.
       out_shape: grid (nx', ny', nz') to evaluate g on; defaults to the input grid. A finer grid is
         spectral zero-padding (band-limited interpolation), a coarser one exact subsampling of g.
     Returns:
@@ -140,15 +151,29 @@ def spectral_conv(field: jax.Array, weights: jax.Array, out_shape: Sequence[int]
     Raises:
       ValueError: when the input grid or ``out_shape`` does not resolve the kept frequencies.
     """
-    if weights.ndim != 5 or weights.shape[0] % 2 or weights.shape[1] % 2 or weights.shape[3] != field.shape[-1]:
-        raise ValueError(f"weights {weights.shape} do not fit [2 m1, 2 m2, m3, c_in={field.shape[-1]}, c_out]")
-    modes = (weights.shape[0] // 2, weights.shape[1] // 2, weights.shape[2])
+    shape = weights_real.shape
+    if len(shape) != 5 or shape[0] % 2 or shape[1] % 2 or shape[3] != field.shape[-1] or weights_imag.shape != shape:
+        raise ValueError(f"weights {shape} and {weights_imag.shape} do not both fit "
+                         f"[2 m1, 2 m2, m3, c_in={field.shape[-1]}, c_out]")
+    modes = (shape[0] // 2, shape[1] // 2, shape[2])
     in_shape = field.shape[-4:-1]
     out_shape = in_shape if out_shape is None else tuple(int(n) for n in out_shape)
     check_modes(in_shape, modes, "input grid")
     check_modes(out_shape, modes, "out_shape")
-    coefficients = fourier_coefficients(field, modes)  # [..., 2 m1, 2 m2, m3, c_in]
-    mixed = jnp.einsum("...xyzi,xyzio->...xyzo", coefficients, weights, precision=_HIGHEST)  # [..., 2m1, 2m2, m3, o]
+    c = fourier_coefficients(field, modes)  # [..., 2 m1, 2 m2, m3, c_in]
+
+    batch, n_modes = c.shape[:-4], int(np.prod(shape[:3]))
+    # One [batch, c_in] x [c_in, c_out] product per kept frequency, as a batched matrix product with the
+    # frequencies leading, the layout the weights are stored in (so they are read in place, not copied).
+    c = jnp.moveaxis(c.reshape(-1, n_modes, shape[3]), 1, 0)  # [n_modes, batch, c_in]
+
+    def mix(part, weights):  # [n_modes, batch, c_in] -> [n_modes, batch, c_out]
+        return jax.lax.dot_general(part, weights.reshape(n_modes, shape[3], shape[4]), (((2,), (1,)), ((0,), (0,))),
+                                   precision=_HIGHEST)
+
+    mixed = jax.lax.complex(mix(c.real, weights_real) - mix(c.imag, weights_imag),
+                            mix(c.real, weights_imag) + mix(c.imag, weights_real))  # [n_modes, batch, c_out]
+    mixed = jnp.moveaxis(mixed, 0, 1).reshape(batch + shape[:3] + shape[4:])  # [..., 2 m1, 2 m2, m3, c_out]
     return fourier_series(mixed, out_shape).astype(field.dtype)  # [..., nx', ny', nz', c_out]
 
 
@@ -184,4 +209,4 @@ class SpectralConv3D(nn.Module):
         shape = (2 * m1, 2 * m2, m3, field.shape[-1], self.features)
         real = self.param("weights_real", complex_normal_init, shape)
         imag = self.param("weights_imag", complex_normal_init, shape)
-        return spectral_conv(field, jax.lax.complex(real, imag), out_shape)
+        return spectral_conv(field, real, imag, out_shape)

@@ -4,12 +4,15 @@ This is the only package of the project that imports PySCF. Atomic units through
 """
 
 from dft_operators.reference.fields import density_on_box, fit_coefficients, quadrature_fields
+from dft_operators.reference.guess import STANDARD_GUESSES, guess_from_box, standard_guess
 from dft_operators.reference.level import ALL_ELECTRON, Level, SCFError, level_electrons
+from dft_operators.reference.ofdft_integrals import basis_on_points, ofdft_integrals
 from dft_operators.reference.potentials import RandomPotential, screened_ionic_potential
 from dft_operators.reference.scf import Density, GroundState, atomic_guess, run_ks
 
 __all__ = [
     "ALL_ELECTRON", "Density", "GroundState", "Level", "RandomPotential", "SCFError", "atomic_guess",
-    "density_on_box", "fit_coefficients", "level_electrons", "quadrature_fields", "run_ks",
-    "screened_ionic_potential",
+    "basis_on_points", "density_on_box", "fit_coefficients", "level_electrons", "ofdft_integrals",
+    "quadrature_fields", "run_ks", "screened_ionic_potential",
+    "STANDARD_GUESSES", "guess_from_box", "standard_guess",
 ]

@@ -105,6 +105,19 @@ def _hartree_potential(mol: gto.Mole, dm: np.ndarray, points: np.ndarray) -> np.
                            for i in range(0, len(points), step)])
 
 
+def quadrature_grid(mol: gto.Mole, grid_level: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """PySCF's molecular quadrature of a grid level (0-9), Becke partition, unpruned.
+
+    Returns:
+      points [n, 3] in Bohr and weights [n] in Bohr^3.
+    """
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = grid_level
+    grids.prune = None  # NWChem pruning leaves ~1e-5 errors in HeH+ integrals at every level
+    grids.build(with_non0tab=False)
+    return np.asarray(grids.coords), np.asarray(grids.weights)
+
+
 def quadrature_fields(state: GroundState, grid_level: int = 2) -> dict[str, np.ndarray]:
     """Fields of a ground state on PySCF's molecular quadrature grid (Becke partition, unpruned).
 
@@ -127,11 +140,7 @@ def quadrature_fields(state: GroundState, grid_level: int = 2) -> dict[str, np.n
     density = state.density
     molecule, level, dm = density.molecule, density.level, density.dm
     mol = build_mole(molecule, level)
-    grids = dft.gen_grid.Grids(mol)
-    grids.level = grid_level
-    grids.prune = None  # NWChem pruning leaves ~1e-5 errors in HeH+ integrals at every level
-    grids.build(with_non0tab=False)
-    points, weights = np.asarray(grids.coords), np.asarray(grids.weights)
+    points, weights = quadrature_grid(mol, grid_level)
     spin_dms = state.spin_dms
     dm0 = atomic_guess(molecule, level).dm
     n = len(points)

@@ -1,0 +1,60 @@
+"""PySCF's SCF started from a predicted density (or from one of its own guesses), through ``reference``.
+
+A grid model's density on its box becomes PySCF's starting density matrix by one Kohn-Sham step
+(``reference.guess_from_box``); the SCF then runs to the usual tolerance, so the converged energy does not
+depend on the guess, only the number of cycles does. No PySCF import here (DESIGN: one door to PySCF).
+"""
+
+from __future__ import annotations
+
+import time
+
+from dft_operators import api, reference
+from dft_operators.io.checkpoint import CheckpointError
+from dft_operators.molecule import Molecule
+
+
+def scf_from_guess(molecule: Molecule, guess, level: reference.Level | None = None, conv_tol: float = 1e-9,
+                   max_cycle: int = 100) -> dict:
+    """Runs PySCF's Kohn-Sham SCF from a starting guess.
+
+    Args:
+      molecule: the molecule.
+      guess: 'minao', 'atom' or 'huckel' (PySCF's guesses), a loaded model (``api.load_model``), or a model's
+        name or directory; a model's density is predicted on its box and turned into a density matrix.
+      level: the level of theory; default the model's (a model guess) or ``reference.Level()``. A model
+        guess needs the level it was trained for.
+      conv_tol: SCF energy tolerance in Hartree; max_cycle: most SCF cycles.
+    Returns:
+      {"cycles": SCF cycles, "energy": Hartree, "converged": bool, "seconds": wall time of guess and SCF,
+       "guess": its name, "guess_seconds": time to make the starting density matrix, "scf_seconds"}.
+    Raises:
+      ValueError: an unknown guess, or a model trained at another level.
+      reference.SCFError: PySCF cannot run the molecule at the level.
+    """
+    start = time.perf_counter()
+    if isinstance(guess, str) and guess in reference.STANDARD_GUESSES:
+        level = level or reference.Level()
+        name, dm0 = guess, reference.standard_guess(molecule, level, guess)
+    else:
+        model = _model(guess)
+        if level is not None and level != model.level:
+            raise ValueError(f"model {model.name} was trained at {model.level.as_dict()}, not {level.as_dict()}")
+        level = model.level
+        prediction = api.predict(model, molecule)
+        name, dm0 = model.name, reference.guess_from_box(molecule, level, prediction["grid"], prediction["density"])
+    guess_seconds = time.perf_counter() - start
+    state = reference.run_ks(molecule, level, dm0=dm0, conv_tol=conv_tol, max_cycle=max_cycle)
+    return {"cycles": state.cycles, "energy": state.energy, "converged": state.converged,
+            "seconds": time.perf_counter() - start, "guess": name, "guess_seconds": guess_seconds,
+            "scf_seconds": state.seconds}
+
+
+def _model(guess) -> api.Model:
+    if isinstance(guess, api.Model):
+        return guess
+    try:
+        return api.load_model(guess)
+    except CheckpointError as err:
+        raise ValueError(f"guess {guess!r} is neither one of {', '.join(reference.STANDARD_GUESSES)} nor a model: "
+                         f"{err}") from None
