@@ -17,6 +17,16 @@ from dft_operators.quickstart import HELD_OUT, SHIPPED
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEST_MOLECULES = HELD_OUT + ("pyridine", "glycine")
 TOO_LONG = {"hexane", "pentane", "butane", "hexatriene", "octatetraene", "butadiene"}  # do not fit a 16 Bohr box
+# More small CHNOF molecules (RDKit geometries, seed 0) for chemical diversity beyond the built-in set.
+EXTRA_SMILES = {
+    "isopropanol": "CC(C)O", "ethylamine": "CCN", "acetamide": "CC(N)=O", "trimethylamine": "CN(C)C",
+    "cyclobutane": "C1CCC1", "oxirane": "C1CO1", "aziridine": "C1CN1", "ethylene-glycol": "OCCO",
+    "methyl-formate": "COC=O", "propyne": "CC#C", "acrolein": "C=CC=O", "cyanogen": "N#CC#N",
+    "formamidine": "NC=N", "n-methylformamide": "CNC=O", "trifluoromethane": "FC(F)F", "vinyl-fluoride": "FC=C",
+    "difluoroethane": "CC(F)F", "ethanolamine": "NCCO", "pyrrole": "c1cc[nH]c1", "furan": "c1ccoc1",
+    "imidazole": "c1cnc[nH]1", "formaldoxime": "C=NO", "methylglyoxal": "CC(=O)C=O", "nitrous-acid": "ON=O",
+    "propanal": "CCC=O", "dimethylamine": "CNC", "methyl-isocyanide": "C[N+]#[C-]", "ketene": "C=C=O",
+}
 SETTINGS = dict(spacing=0.4, box_shape=40, displacement=0.1, rotate=True)
 
 
@@ -29,6 +39,7 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     pool = [m for m in molecule.builtin_set("small-organic") if m.name not in TOO_LONG]
+    pool += [molecule.from_smiles(smi, seed=0, name=name) for name, smi in EXTRA_SMILES.items()]
     train_mols = [m for m in pool if m.name not in TEST_MOLECULES]
     test_mols = [molecule.builtin(n) for n in TEST_MOLECULES]
     train_data, test_data = (os.path.join(args.workdir, f) for f in ("train.h5", "test.h5"))
@@ -36,7 +47,7 @@ def main():
                    workers=args.workers)
     gen_test = generate(test_mols, test_data, GenerationSettings(n_conformers=2, seed=1, **SETTINGS),
                         workers=args.workers)
-    model_dir = os.path.join(args.workdir, "model")
+    model_dir = os.path.join(args.workdir, "model_" + os.path.splitext(os.path.basename(args.config))[0])
     summary = api.train("fno", train_data, model_dir, args.config)
     test = api.evaluate(model_dir, test_data)
     card = checkpoint.load_card(model_dir)

@@ -15,10 +15,13 @@ to the electron count. With grid spacing h, patch size p and L levels:
              s (about the size of delta rho) keeps Adam's first, sign-like steps from swamping rho0
     block:   y = P x + conv3(silu(conv3(silu(x)))), P the identity or a 1x1x1 projection
 
-No layer has a bias and silu(0) = 0, so zero inputs give zero features everywhere: zero padding at the faces
-of the box is the true far field of a molecule, and the network is exactly translation-equivariant for
-shifts by multiples of p 2^L voxels. Boxes are zero-padded to such a multiple and cropped back, so the same
-weights predict on any box of the training spacing, larger ones (bigger molecules) included.
+No layer has a bias and silu(0) = 0, so zero inputs give zero features: the network's response to a molecule
+vanishes beyond a receptive field of its input fields, and it is exactly translation-equivariant for shifts
+by multiples of p 2^L voxels as long as that response stays inside the box (the faces zero-pad the features,
+which then changes nothing). Boxes are zero-padded to such a multiple and cropped back, so the same weights
+predict on any box of the training spacing, larger ones (bigger molecules) included; where the response of
+a molecule reaches the faces of its training box, a larger box changes the prediction a little
+(``experiments/deepscf_predict_big.py`` measures how much).
 
 Receptive field (``receptive_field``, the width of the input region one output voxel can see): 88 voxels
 for the default config, 35 Bohr at the 0.4 Bohr spacing of the shipped data (a radius of 17.6 Bohr, six

@@ -1,18 +1,22 @@
 """KineticNet: a learned Kohn-Sham kinetic energy functional T[rho] on a molecular quadrature grid.
 
-The kinetic energy density at grid point i is a classical baseline plus a learned enhancement of the
-Thomas-Fermi energy density,
+The kinetic energy density at grid point i mixes the Thomas-Fermi and von Weizsaecker energy densities
+(``physics.kinetic``) with coefficients that a network corrects,
 
-    t_i = lambda t_TF(rho_i) + mu t_vW(rho_i, grad rho_i) + t_TF(rho_i) F_i,      T = sum_i w_i t_i,
+    t_i = (lambda + a_i) t_TF(rho_i) + (mu + b_i) t_vW(rho_i, grad rho_i),      T = sum_i w_i t_i,
 
-(``physics.kinetic``; lambda = 1, mu = 1/9 is the gradient expansion, lambda = 0, mu = 1 the Pauli form
-T = T_vW + T_theta). The enhancement F_i comes from an E(3)-equivariant point network (``nn.equivariant``):
+around a classical baseline (lambda = 1, mu = 1/9: the gradient expansion; lambda = 0, mu = 1: von
+Weizsaecker, exact for two electrons). Both energy densities scale like the kinetic energy (as lambda^2
+under rho(r) -> lambda^3 rho(lambda r)) and vanish where rho does, so the learned part is extensive and
+dimensionally right. The enhancements (a_i, b_i) come from an E(3)-equivariant point network
+(``nn.equivariant``):
 
     1. density projection  rho at the grid points -> atom-centred features up to l = lmax, radial filters on a
                            logarithmic basis that resolves the nuclear cusp;
     2. message passing     between atoms within ``atom_cutoff`` (several bond lengths), species embedded;
     3. readout             atom features -> invariants at every grid point within ``point_cutoff``;
-    4. enhancement         F_i = MLP(invariants_i, rho_i^(1/3), s_i^2 / (1 + s_i^2)), s the reduced gradient.
+    4. enhancement         (a_i, b_i) = MLP(invariants_i, rho_i^(1/3), s_i^2 / (1 + s_i^2)), s the reduced
+                           gradient.
 
 The last layer starts at zero, so an untrained model is its baseline. Only relative positions enter, so T
 is invariant under rotations, reflections and translations of molecule and grid together; the cost is
@@ -41,6 +45,8 @@ from dft_operators.physics._safe import floored
 
 # 4 (3 pi^2)^(2/3): s^2 = |grad rho|^2 / (this * rho^(8/3)).
 _S2_SCALE = 4.0 * (3.0 * np.pi**2) ** (2.0 / 3.0)
+# Added to |grad rho|^2 (electrons^2/Bohr^8) under the logarithm: keeps it finite where the gradient vanishes.
+_TINY = 1e-30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +65,7 @@ class KineticNetConfig:
     bond_radius: float = 1.0  # Bohr: r0 of the atom-atom radial basis
     max_atomic_number: int = 10  # species embedded (atomic numbers 1 .. this)
     tf_coefficient: float = 1.0  # lambda of the baseline lambda T_TF + mu T_vW
-    vw_coefficient: float = 1.0 / 9.0  # mu of the baseline (1/9: gradient expansion; 1 with lambda 0: Pauli form)
+    vw_coefficient: float = 1.0 / 9.0  # mu of the baseline (1/9: gradient expansion; 1 with lambda 0: von Weizsaecker)
 
     @staticmethod
     def tiny() -> "KineticNetConfig":
@@ -74,10 +80,9 @@ def local_invariants(rho, grad_rho):
     (1 in the density tails and on padding points).
     """
     mask, safe = floored(rho)
-    g2 = jnp.sum(grad_rho**2, axis=-1)
-    denominator = g2 + _S2_SCALE * safe ** (8.0 / 3.0)  # s^2 / (1 + s^2) = g2 / this; rho^(8/3) may underflow
-    defined = mask & (denominator > 0)
-    bounded = jnp.where(defined, g2 / jnp.where(defined, denominator, 1.0), 1.0)
+    # s^2 / (1 + s^2) = sigmoid(ln s^2), in logarithms: rho^(8/3) underflows float32 in the density tails.
+    log_s2 = jnp.log(jnp.sum(grad_rho**2, axis=-1) + _TINY) - np.log(_S2_SCALE) - (8.0 / 3.0) * jnp.log(safe)
+    bounded = jnp.where(mask, jax.nn.sigmoid(log_s2), 1.0)
     return jnp.stack([jnp.where(mask, safe ** (1.0 / 3.0), 0.0), bounded], axis=-1)
 
 
@@ -119,9 +124,8 @@ class KineticNet(nn.Module):
         x = jnp.concatenate([context, local_invariants(rho, grad_rho).astype(context.dtype)], axis=-1)
         for k in range(2):
             x = nn.silu(nn.Dense(self.readout_hidden, name=f"enhancement_{k}")(x))
-        enhancement = nn.Dense(1, kernel_init=nn.initializers.zeros, name="enhancement_out")(x)[:, 0]  # [n_points]
-        baseline = kinetic.tf_vw(rho, grad_rho, self.tf_coefficient, self.vw_coefficient)
-        return baseline + kinetic.thomas_fermi(rho) * enhancement
+        a, b = nn.Dense(2, kernel_init=nn.initializers.zeros, name="enhancement_out")(x).T  # [n_points] each
+        return kinetic.tf_vw(rho, grad_rho, self.tf_coefficient + a, self.vw_coefficient + b)
 
 
 def create_kineticnet(config: KineticNetConfig) -> KineticNet:

@@ -78,7 +78,8 @@ def free_space_hartree(density: np.ndarray, spacing: float) -> np.ndarray:
     axes = [np.minimum(np.arange(m), m - np.arange(m)) * spacing for m in padded]  # minimum-image distances
     r = np.sqrt(sum(a**2 for a in np.meshgrid(*axes, indexing="ij", sparse=True)))  # [2nx, 2ny, 2nz]
     kernel = np.where(r > 0, 1.0 / np.where(r > 0, r, 1.0), _CUBE_SELF_POTENTIAL / spacing) * spacing**3
-    potential = np.fft.irfftn(np.fft.rfftn(density, s=padded) * np.fft.rfftn(kernel), s=padded)
+    transform = lambda f: np.fft.rfftn(f, s=padded, axes=(0, 1, 2))  # noqa: E731
+    potential = np.fft.irfftn(transform(density) * transform(kernel), s=padded, axes=(0, 1, 2))
     return potential[:shape[0], :shape[1], :shape[2]]
 
 

@@ -97,7 +97,8 @@ def load_arrays(ds: Dataset, ids: list[str], point_cutoff: float, atom_cutoff: f
     level = reference.Level(**ds.metadata["level"])
     records = [_read(ds, rid) for rid in ids]
     sizes = [graph_sizes(r["points"], r["molecule"].positions, point_cutoff, atom_cutoff) for r in records]
-    padded = {k: _round_up(max(s[k] for s in sizes)) for k in sizes[0]}
+    padded = {k: max(s[k] for s in sizes) for k in sizes[0]}
+    padded.update({k: _round_up(padded[k]) for k in ("n_points", "n_edges")})
     n_points = padded["n_points"]
     rows = []
     for r in records:

@@ -1,0 +1,203 @@
+"""DeepSCF: atomic fingerprints, augmentation exactness, the U-Net's locality, training, and the SCF from its guess."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from dft_operators import api, molecule, reference
+from dft_operators.data import fingerprints
+from dft_operators.data.conformers import sample_conformer
+from dft_operators.data.generate import GenerationSettings, make_tasks
+from dft_operators.grids import UniformGrid
+from dft_operators.io.dataset import Dataset
+from dft_operators.models.deepscf import DeepSCFConfig, create_deepscf, receptive_field
+from dft_operators.scf_guess import scf_from_guess
+from dft_operators.workflows import grid_density
+
+WATER = molecule.builtin("water")
+ROTATE_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # (x, y) -> (-y, x)
+
+
+def brute_force_fingerprints(numbers, positions, grid):
+    """The fingerprint formula evaluated point by point from distances (no separable factorisation)."""
+    points = grid.points()  # [nx, ny, nz, 3]
+    channels = []
+    for element in fingerprints.ELEMENTS:
+        z = molecule.atomic_number(element)
+        for s in fingerprints.WIDTHS:
+            r2 = [np.sum((points - r) ** 2, axis=-1) for r in positions[numbers == z]]
+            channels.append(sum((np.exp(-d / (2 * s**2)) for d in r2), np.zeros(grid.shape)) / (2 * np.pi * s**2) ** 1.5)
+    return np.stack(channels, axis=-1)
+
+
+def test_fingerprint_channels_are_centred_on_their_atom_and_move_with_it():
+    grid = UniformGrid.centered(np.zeros(3), 0.4, 32)
+    at = np.array([[0.2, -0.6, 0.4]])  # an oxygen atom, off the grid points
+    f = fingerprints.atomic_fingerprints([8], at, grid)  # [32, 32, 32, 15]
+    names = fingerprints.channel_names()
+    oxygen = [i for i, n in enumerate(names) if n.startswith("O/")]
+    assert f.shape == (32, 32, 32, 15) and np.all(np.delete(f, oxygen, axis=-1) == 0)
+    # Normalised Gaussians well inside the box: each channel integrates to one atom and its mean is the
+    # atom's position (a Riemann sum of a Gaussian of width >= 0.5 Bohr on a 0.4 Bohr grid is exact to
+    # ~exp(-2 pi^2 s^2 / h^2) ~ 1e-13).
+    points = grid.points()
+    for i in oxygen[:2]:
+        assert abs(grid.integrate(f[..., i]) - 1) < 1e-8
+        np.testing.assert_allclose(np.einsum("xyzc,xyz->c", points, f[..., i]) * grid.voxel_volume, at[0], atol=1e-8)
+    # Moving the atom by whole voxels moves every channel by the same voxels.
+    shift = np.array([3, -2, 1])
+    moved = fingerprints.atomic_fingerprints([8], at + shift * grid.spacing, grid)
+    np.testing.assert_allclose(moved[3:, :-2, 1:], f[:-3, 2:, :-1], atol=1e-12)
+    np.testing.assert_allclose(fingerprints.atomic_fingerprints(WATER.numbers, WATER.positions, grid),
+                               brute_force_fingerprints(WATER.numbers, WATER.positions, grid), atol=1e-12)
+    with pytest.raises(ValueError, match="no fingerprint channel for element"):
+        fingerprints.atomic_fingerprints([16], at, grid)
+
+
+def test_rotating_the_molecule_90_degrees_permutes_its_fields_exactly():
+    # On a cubic box centred on the rotation axis, point (i, j, k) sits at c + h (i - m, j - m, k - m) with
+    # m = (n - 1) / 2; the molecule rotated by R has f'(r) = f(R^T (r - c) + c), and R^T maps index (i, j)
+    # to (j, n - 1 - i): f' = np.rot90(f) exactly, for every field made from the geometry alone.
+    centre = WATER.positions.mean(0)
+    rotated = WATER.with_positions((WATER.positions - centre) @ ROTATE_Z_90.T + centre)
+    grid = UniformGrid.centered(centre, 0.4, 24)
+    level = reference.Level()
+
+    def fields(mol):
+        return {"fingerprints": fingerprints.atomic_fingerprints(mol.numbers, mol.positions, grid),
+                "v_ext": reference.screened_ionic_potential(mol, level, grid),
+                "rho0": reference.density_on_box(reference.atomic_guess(mol, level), grid)}
+
+    before, after = fields(WATER), fields(rotated)
+    for name in before:
+        scale = np.abs(before[name]).max()
+        np.testing.assert_allclose(after[name], np.rot90(before[name], 1, axes=(0, 1)), atol=1e-9 * scale, err_msg=name)
+        # Negative control: the opposite rotation is not the same permutation.
+        assert np.abs(after[name] - np.rot90(before[name], -1, axes=(0, 1))).max() > 1e-2 * scale
+
+
+def test_strain_is_a_symmetric_deformation_and_the_fingerprints_follow_it():
+    rng = np.random.default_rng(3)
+    methane = molecule.builtin("methane")  # not planar, so the deformation is determined
+    strained = sample_conformer(methane, rng, displacement=0.0, rotate=False, strain=0.05)
+    centre = methane.positions.mean(0)
+    deformation = np.linalg.lstsq(methane.positions - centre, strained.positions - centre, rcond=None)[0]  # [3, 3]
+    np.testing.assert_allclose(deformation, deformation.T, atol=1e-10)  # no rotation
+    assert 1e-3 < np.abs(deformation - np.eye(3)).max() < 0.3
+    # The dataset generator passes the setting through; with strain 0 it samples what it sampled before.
+    task, = make_tasks([WATER], GenerationSettings(n_conformers=1, displacement=0.0, rotate=False, strain=0.05))
+    assert not np.allclose(task.molecule.positions, WATER.positions)
+    plain, = make_tasks([WATER], GenerationSettings(n_conformers=1))
+    reference_conformer = sample_conformer(WATER, np.random.default_rng([0, 0, 0]), 0.1, True)
+    np.testing.assert_array_equal(plain.molecule.positions, reference_conformer.positions)
+    # The strained molecule's channels are the Gaussians at the strained atoms: moments to grid tolerance.
+    grid = UniformGrid.centered(centre, 0.4, 32)
+    f = fingerprints.atomic_fingerprints(strained.numbers, strained.positions, grid)
+    np.testing.assert_allclose(f, brute_force_fingerprints(strained.numbers, strained.positions, grid), atol=1e-12)
+    # Second moments about the centre: int (r - c)(r - c)^T g = sum_a (R_a - c)(R_a - c)^T + n_H s^2 1.
+    hydrogen, width = fingerprints.channel_names().index("H/0.5"), fingerprints.WIDTHS[0]
+    offsets = grid.points() - centre  # [32, 32, 32, 3]
+    moment = np.einsum("xyzi,xyzj,xyz->ij", offsets, offsets, f[..., hydrogen]) * grid.voxel_volume
+    arms = strained.positions[strained.numbers == 1] - centre  # [4, 3]
+    np.testing.assert_allclose(moment, arms.T @ arms + 4 * width**2 * np.eye(3), atol=1e-8)
+    unstrained = methane.positions[methane.numbers == 1] - centre
+    assert np.abs(moment - unstrained.T @ unstrained - 4 * width**2 * np.eye(3)).max() > 0.05  # it did move
+
+
+@pytest.fixture(scope="module")
+def random_tiny():
+    """The tiny U-Net with random (not zero-initialised) weights, so every path reaches the output."""
+    module = create_deepscf(DeepSCFConfig.tiny())
+
+    @jax.jit
+    def random_params(key):
+        leaves, tree = jax.tree_util.tree_flatten(module.init(key, jnp.zeros((1, 8, 8, 8, 2))))
+        keys = jax.random.split(key, len(leaves))
+        return jax.tree_util.tree_unflatten(tree, [0.3 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+    return module, random_params(jax.random.PRNGKey(0))
+
+
+def test_receptive_field_is_what_the_docstring_says(random_tiny):
+    module, params = random_tiny
+    x = jax.random.normal(jax.random.PRNGKey(2), (1, 48, 48, 48, 2))
+    grad = jax.jit(jax.grad(lambda x: module.apply(params, x)[0, 24, 24, 24]))(x)
+    support = np.nonzero(np.abs(np.asarray(grad)).sum(axis=(0, 2, 3, 4)))[0]
+    assert support.max() - support.min() + 1 == receptive_field(DeepSCFConfig.tiny()) == 36
+    assert receptive_field(DeepSCFConfig()) * 0.4 > 3 * 2.9  # the default covers several C-C bonds (2.9 Bohr)
+
+
+def test_the_unet_is_translation_equivariant_and_predicts_on_a_larger_box(random_tiny):
+    # A compact input whose support plus the receptive field fits in the small box: the larger box, offset by
+    # a multiple of p 2^L = 4 voxels, holds the same features around it (no biases: zero in, zero out).
+    module, params = random_tiny
+    apply = jax.jit(module.apply)
+    blob = np.exp(-np.sum((UniformGrid.centered(np.zeros(3), 1.0, 48).points()) ** 2, -1) / 4)  # [48, 48, 48]
+    x = np.stack([blob, -0.5 * blob], -1)[None].astype(np.float32)
+    small = np.asarray(apply(params, x))[0]
+    for offset, equal in ((8, True), (6, False)):  # 6 is not a multiple of 4: the patches fall differently
+        large = np.zeros((1, 60, 60, 60, 2), np.float32)
+        large[:, offset:offset + 48, offset:offset + 48, offset:offset + 48] = x
+        out = np.asarray(apply(params, large))[0]
+        inner = out[offset:offset + 48, offset:offset + 48, offset:offset + 48]
+        close = np.abs(inner - small).max() <= 1e-5 * np.abs(small).max()
+        assert close == equal
+        if equal:
+            assert np.abs(out).sum() - np.abs(inner).sum() <= 1e-5 * np.abs(small).sum()  # nothing outside
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_grid_data, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("deepscf") / "model")
+    api.train("deepscf", tiny_grid_data, out, {"preset": "tiny", "train": {"epochs": 3, "val_fraction": 0.0}},
+              progress=False)
+    return api.load_model(out)
+
+
+def test_untrained_network_predicts_rho0(tiny_grid_data):
+    ds = Dataset(tiny_grid_data)
+    task = grid_density.DeepSCFTask()
+    arrays = grid_density.load_arrays(ds, ds.ids[:2], task)
+    arrays["x"] = grid_density.Normaliser.fit(arrays["x"], center=task.center_inputs)(arrays["x"])
+    objective = grid_density.objective(create_deepscf(DeepSCFConfig.tiny()), 0.5**3, residual=True)
+    result = objective.per_sample(objective.init(jax.random.PRNGKey(0), arrays), arrays)
+    # The last layer starts at zero: the prediction is rho0 scaled to N (rho0 holds N to ~0.1 %).
+    np.testing.assert_allclose(result["nmae_percent"], result["rho0_nmae_percent"], rtol=2e-2)
+
+
+def test_training_lowers_the_loss_and_predictions_are_densities(trained, tiny_grid_data):
+    assert trained.card["task"] == {"inputs": ["rho0", "fingerprints"], "residual": True, "center_inputs": False}
+    assert trained.card["model_config"]["in_channels"] == 1 + fingerprints.n_channels()
+    metrics = api.evaluate(trained, tiny_grid_data)
+    assert metrics["nmae_percent"] < metrics["rho0_nmae_percent"]
+    prediction = api.predict(trained, molecule.builtin("methanol"))  # too big for the 8 Bohr training box
+    grid = prediction["grid"]
+    assert grid.shape[0] > trained.card["grid"]["box_shape"] and grid.spacing == trained.card["grid"]["spacing"]
+    assert np.all(prediction["density"] >= 0) and abs(prediction["n_electrons"] - 14) < 1e-3
+    with pytest.raises(ValueError, match="training spacing only"):
+        api.predict(trained, WATER, refine=2)
+
+
+def test_scf_converges_to_the_same_energy_whatever_the_guess(trained):
+    results = {g: scf_from_guess(WATER, g) for g in ("minao", "atom", "huckel")}
+    results["model"] = scf_from_guess(WATER, trained)
+    state = reference.run_ks(WATER, reference.Level())
+    grid = UniformGrid.centered(WATER.positions.mean(0), 0.3, 40)
+    exact = reference.guess_from_box(WATER, reference.Level(), grid, reference.density_on_box(state.density, grid))
+    results["exact density"] = reference.run_ks(WATER, reference.Level(), dm0=exact)
+    energies = {g: r["energy"] if isinstance(r, dict) else r.energy for g, r in results.items()}
+    assert max(energies.values()) - min(energies.values()) < 1e-6, energies
+    assert all(r["converged"] for g, r in results.items() if isinstance(r, dict))
+    assert results["exact density"].cycles <= results["minao"]["cycles"] - 3  # 4 against 7
+    assert {"cycles", "energy", "converged", "seconds", "guess"} <= set(results["model"])
+
+
+def test_scf_command_line():
+    result = json.loads(run_cli("scf", "builtin:water", "--guess", "huckel", "--json").stdout.splitlines()[-1])
+    assert {"cycles", "energy", "converged", "seconds"} <= set(result) and result["converged"]
+    with pytest.raises(ValueError, match="neither one of minao, atom, huckel nor a model"):
+        scf_from_guess(WATER, "no-such-guess")
