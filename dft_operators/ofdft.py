@@ -19,7 +19,8 @@ step control that only accepts steps lowering the energy (so E decreases monoton
     c' = (c + eta d) / |c + eta d|_S;  accept if E(c') <= E(c) (eta *= grow), else reject (eta *= shrink),
 
 converged when an accepted step changes E by less than ``tol_energy`` and sqrt(g^T M^-1 g) is below
-``tol_gradient``. M approximates the Hessian of the kinetic energy, which sets the condition number.
+``tol_gradient`` (``solve`` gives up when eta falls below ``min_step``). M approximates the Hessian of
+the kinetic energy, which sets the condition number.
 Everything runs in float64 (``solve`` enables x64).
 """
 
@@ -51,6 +52,7 @@ class OFDFTConfig:
     shift: float = 1.0  # sigma in the preconditioner M = K + sigma S, Hartree
     tol_energy: float = 1e-9  # convergence: |dE| of an accepted step, Hartree
     tol_gradient: float = 1e-5  # convergence: sqrt(g^T M^-1 g), Hartree^(1/2)
+    min_step: float = 1e-12  # give up (not converged) when eta falls below this: no step lowers E any more
 
     @staticmethod
     def tiny() -> "OFDFTConfig":
@@ -83,14 +85,14 @@ class Problem:
     def from_integrals(integrals: dict) -> "Problem":
         """From ``reference.ofdft_integrals``' dict (kept as float64 NumPy arrays)."""
         f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+        with jax.enable_x64(True):
+            nuclear = f64(physics.nuclear_repulsion(f64(integrals["nuclear_charges"]), f64(integrals["positions"])))
         return Problem(
             weights=f64(integrals["weights"]), basis_values=f64(integrals["basis_values"]),
             basis_gradients=f64(integrals["basis_gradients"]), v_ext=f64(integrals["v_ext"]),
             aux_potentials=f64(integrals["aux_potentials"]),
             metric_cholesky=np.linalg.cholesky(f64(integrals["coulomb_metric"])),
-            n_electrons=f64(integrals["n_electrons"]),
-            nuclear_repulsion=f64(physics.nuclear_repulsion(f64(integrals["nuclear_charges"]),
-                                                            f64(integrals["positions"]))))
+            n_electrons=f64(integrals["n_electrons"]), nuclear_repulsion=nuclear)
 
 
 @flax.struct.dataclass
@@ -217,7 +219,8 @@ def solve(problem: Problem, kinetic: KineticFunctional, rho0, config: OFDFTConfi
     with jax.enable_x64(True):
         state = _init(problem, kinetic, initial_coefficients(problem, jnp.asarray(rho0)), config=config)
         energies = [float(state.energy)]
-        while int(state.iteration) < config.max_iterations and not bool(state.converged):
+        while (int(state.iteration) < config.max_iterations and not bool(state.converged)
+               and float(state.step) > config.min_step):
             state = _update(problem, kinetic, state, config=config)
             energies.append(float(state.energy))
         terms = {k: float(v) for k, v in jax.jit(energy_terms)(problem, kinetic, state.coefficients).items()}

@@ -36,6 +36,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--config", default=os.path.join(HERE, "configs", "fno_small.json"))
     parser.add_argument("--conformers", type=int, default=6)
+    parser.add_argument("--until-epoch", type=int, help="stop training after this epoch and ship the best so far")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     pool = [m for m in molecule.builtin_set("small-organic") if m.name not in TOO_LONG]
@@ -48,7 +49,7 @@ def main():
     gen_test = generate(test_mols, test_data, GenerationSettings(n_conformers=2, seed=1, **SETTINGS),
                         workers=args.workers)
     model_dir = os.path.join(args.workdir, "model_" + os.path.splitext(os.path.basename(args.config))[0])
-    summary = api.train("fno", train_data, model_dir, args.config)
+    summary = api.train("fno", train_data, model_dir, args.config, until_epoch=args.until_epoch)
     test = api.evaluate(model_dir, test_data)
     card = checkpoint.load_card(model_dir)
     card.update(description="V2Rho-FNO, valence density from the screened ionic potential (16 Bohr box)",

@@ -112,11 +112,13 @@ class AtomInteraction(nn.Module):
         neighbour = h[graph.bond_sender]  # [n_bonds, irreps]
         messages = e3nn.concatenate(
             [neighbour, e3nn.tensor_product(neighbour, sh, filter_ir_out=h.irreps)]).regroup()  # [n_bonds, irreps']
-        mix = RadialFilter(messages.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)(r, graph.bond_mask)
+        radial = RadialFilter(messages.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)
+        mix = radial(r, graph.bond_mask)  # [n_bonds, n_irreps]
         summed = e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])  # [n_atoms, irreps']
         n_gates = sum(mul for mul, ir in h.irreps if ir.l > 0)
         gate_irreps = (e3nn.Irreps(f"{n_gates}x0e") + h.irreps).regroup()
-        update = e3nn.flax.Linear(gate_irreps, name="self")(h) + e3nn.flax.Linear(gate_irreps, name="neighbours")(summed)
+        update = (e3nn.flax.Linear(gate_irreps, name="self")(h)
+                  + e3nn.flax.Linear(gate_irreps, name="neighbours")(summed))
         return h + e3nn.flax.Linear(h.irreps, name="out")(e3nn.gate(update))
 
 
@@ -136,5 +138,6 @@ class AtomsToPoints(nn.Module):
         lmax = max(ir.l for _, ir in h.irreps)
         sh = _spherical_harmonics(lmax, vec)
         paths = e3nn.tensor_product(h[graph.edge_atom], sh, filter_ir_out=["0e"])  # [n_edges, n_paths x 0e]
-        filters = RadialFilter(paths.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)(r, graph.edge_mask)
+        radial = RadialFilter(paths.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)
+        filters = radial(r, graph.edge_mask)  # [n_edges, n_paths]
         return jax.ops.segment_sum(paths.array * filters, graph.edge_point, num_segments=graph.points.shape[0])

@@ -12,8 +12,10 @@ error quadratic in the fitting error. The potentials V_P at the grid points and 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
+import numpy as np
 
 
 def external_energy(rho, weights, v_ext):
@@ -38,9 +40,9 @@ def hartree_energy(rho, weights, aux_potentials, metric_cholesky):
     return 0.5 * jnp.sum(y**2)
 
 
+@jax.jit
 def nuclear_repulsion(charges, positions):
     """sum_{a<b} Z_a Z_b / |R_a - R_b|, Hartree; charges [n_atoms], positions [n_atoms, 3] Bohr."""
-    charges, positions = jnp.asarray(charges), jnp.asarray(positions)
     n = charges.shape[0]
-    i, j = jnp.triu_indices(n, k=1)
+    i, j = np.triu_indices(n, k=1)
     return jnp.sum(charges[i] * charges[j] / jnp.linalg.norm(positions[i] - positions[j], axis=-1))

@@ -29,12 +29,17 @@ def thomas_fermi(rho):
 def von_weizsaecker(rho, grad_rho):
     """von Weizsaecker kinetic energy density |grad rho|^2 / (8 rho), Hartree/Bohr^3.
 
+    Evaluated wherever rho^2 is a normal number of its dtype (rho > ~1e-154 in float64, ~1e-19 in float32)
+    and 0 below. No larger floor: at a node of psi (rho = psi^2) rho and grad rho vanish together and the
+    limit is |grad psi|^2 / 2, not 0, so cutting there would make the energy non-differentiable in psi.
+
     Args:
-      rho: density [...], electrons/Bohr^3; grad_rho: its gradient [..., 3], electrons/Bohr^4.
+      rho: non-negative density [...], electrons/Bohr^3; grad_rho: its gradient [..., 3], electrons/Bohr^4.
     Returns:
-      [...]; zero where rho is below the density floor.
+      [...].
     """
-    mask, safe = floored(rho)
+    mask = rho > np.sqrt(jnp.finfo(jnp.result_type(rho)).tiny)
+    safe = jnp.where(mask, rho, 1.0)
     return jnp.where(mask, jnp.sum(grad_rho**2, axis=-1) / (8.0 * safe), 0.0)
 
 

@@ -17,7 +17,7 @@ density matrix D_atoms) known exactly, and delta = rho - rho_atoms known on the 
 The sharp parts of a density near the nuclei, which a box of models' spacing (0.4 Bohr) under-samples, are
 mostly in rho_atoms, so delta is smoother than rho: interpolating rho itself instead costs water and acetone
 one to two more SCF cycles. Given the exact SCF density on a 0.4 Bohr box, the SCF from this guess still
-takes 5 (water) and 7 (acetone) cycles against minao's 7 and 10; on a 0.25 Bohr box, 4 and 4. For hybrids
+takes 5 (water) and 7 (acetone) cycles against minao's 7 and 10; on a 0.25 Bohr box, 4 and 6. For hybrids
 the exact-exchange part of F is left out (the guess is rougher, the converged result is the same). Meant for
 valence densities (GTH pseudopotentials); all-electron cusps need a much finer box than models use.
 """

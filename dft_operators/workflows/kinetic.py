@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators import ofdft, reference, units
+from dft_operators import ofdft, physics, reference, units
 from dft_operators.grids import UniformGrid
 from dft_operators.io.dataset import Dataset, DatasetError
 from dft_operators.models import kineticnet
@@ -40,6 +40,8 @@ from dft_operators.training.loop import Objective
 _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(MolecularGraph))
 # Padded sizes are rounded up to multiples of this, so that similar datasets compile the same shapes.
 _PAD_MULTIPLE = 64
+# Orbital-free runs pad the edges to a multiple of this: geometries of one molecule then share a compiled step.
+_OFDFT_EDGE_MULTIPLE = 4096
 # Relative eigenvalue of the grid overlap below which basis directions count as linearly dependent.
 _OVERLAP_CUTOFF = 1e-8
 
@@ -123,15 +125,13 @@ def graph_of(row: dict) -> MolecularGraph:
     return MolecularGraph(**{k: row[k] for k in _GRAPH_FIELDS})
 
 
-def record_metrics(module, params, row: dict, task: KineticTask) -> dict[str, jax.Array]:
-    """Loss (module docstring) and metrics of one record: "energy_error_kcal_mol" |T - T_s| in kcal/mol and
-    "derivative_rmse" sqrt(sum_m D_m^2 / N) in Hartree."""
+def record_metrics(energy_fn, row: dict, task: KineticTask) -> dict[str, jax.Array]:
+    """Loss (module docstring) and metrics of one record for a kinetic energy T = energy_fn(graph, rho,
+    grad_rho): "energy_error_kcal_mol" |T - T_s| in kcal/mol and "derivative_rmse" sqrt(sum_m D_m^2 / N) in
+    Hartree."""
     graph = graph_of(row)
-
-    def kinetic_energy(rho, grad_rho):
-        return kineticnet.kinetic_energy(module, params, graph, rho, grad_rho)
-
-    t, (d_rho, d_grad) = jax.value_and_grad(kinetic_energy, argnums=(0, 1))(row["rho"], row["grad_rho"])
+    t, (d_rho, d_grad) = jax.value_and_grad(lambda r, g: energy_fn(graph, r, g), argnums=(0, 1))(
+        row["rho"], row["grad_rho"])
     derivative = row["directions"].T @ d_rho + jnp.einsum("pmx,px->m", row["direction_gradients"], d_grad)  # [M]
     mean_square = jnp.sum((derivative - row["derivative_targets"]) ** 2) / row["n_electrons"]
     error = t - row["t_s"]
@@ -148,9 +148,23 @@ def objective(module, task: KineticTask) -> Objective:
         return module.init(key, graph_of(row), row["rho"], row["grad_rho"])
 
     def per_sample(params, batch):
-        return jax.vmap(lambda row: record_metrics(module, params, row, task))(batch)
+        def energy_fn(graph, rho, grad_rho):
+            return kineticnet.kinetic_energy(module, params, graph, rho, grad_rho)
+
+        return jax.vmap(lambda row: record_metrics(energy_fn, row, task))(batch)
 
     return Objective(init, per_sample)
+
+
+def classical_objective(name: str, task: KineticTask = KineticTask()) -> Objective:
+    """The same loss and metrics for a classical functional ('tf', 'vw', 'tfvw'), which has no parameters."""
+    tf, vw = physics.CLASSICAL[name]
+
+    def energy_fn(graph, rho, grad_rho):
+        return jnp.sum(graph.weights * physics.tf_vw(rho, grad_rho, tf, vw))
+
+    return Objective(lambda key, batch: {}, lambda params, batch: jax.vmap(
+        lambda row: record_metrics(energy_fn, row, task))(batch))
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: KineticTask, module):
@@ -177,8 +191,10 @@ def kinetic_functional(kinetic, integrals: dict):
     if isinstance(kinetic, str):
         return ofdft.classical_kinetic(kinetic)
     module, params = kinetic
+    sizes = graph_sizes(integrals["points"], integrals["positions"], module.point_cutoff, module.atom_cutoff)
+    sizes["n_edges"] = -(-sizes["n_edges"] // _OFDFT_EDGE_MULTIPLE) * _OFDFT_EDGE_MULTIPLE
     graph = build_graph(integrals["points"], integrals["weights"], integrals["numbers"], integrals["positions"],
-                        module.point_cutoff, module.atom_cutoff)
+                        module.point_cutoff, module.atom_cutoff, sizes)
     return kineticnet.functional(module, params, graph)
 
 
@@ -201,11 +217,17 @@ def solve_ofdft(molecule: Molecule, kinetic, level: reference.Level = reference.
     return {**result, "integrals": integrals}
 
 
+def density_at(result: dict, molecule: Molecule, level: reference.Level, points: np.ndarray) -> np.ndarray:
+    """The orbital-free density of ``solve_ofdft``'s result at points [..., 3] (Bohr), [...] electrons/Bohr^3."""
+    points = np.asarray(points, dtype=np.float64)
+    values, _ = reference.basis_on_points(molecule, level, points.reshape(-1, 3))
+    psi = values @ result["coefficients"]  # the coefficients are normalised on the quadrature grid
+    return (float(result["integrals"]["n_electrons"]) * psi**2).reshape(points.shape[:-1])
+
+
 def density_on_box(result: dict, molecule: Molecule, level: reference.Level, grid: UniformGrid) -> np.ndarray:
     """The orbital-free density of ``solve_ofdft``'s result on a box, [nx, ny, nz] electrons/Bohr^3."""
-    values, _ = reference.basis_on_points(molecule, level, grid.points().reshape(-1, 3))
-    psi = values @ result["coefficients"]  # the coefficients are normalised on the quadrature grid
-    return (float(result["integrals"]["n_electrons"]) * psi**2).reshape(grid.shape)
+    return density_at(result, molecule, level, grid.points())
 
 
 def predict(card: dict, module, params, molecule: Molecule, level: reference.Level, refine: int = 1,
