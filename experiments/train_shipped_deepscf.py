@@ -14,7 +14,6 @@ model and of rho0 per molecule) and deepscf_small_<molecule>.png (density slices
 import argparse
 import json
 import os
-import shutil
 import time
 
 from density_slices import plot_slices
@@ -77,15 +76,9 @@ def main():
     summary = api.train("deepscf", train_data, model_dir, args.config)
     train_seconds = time.perf_counter() - start
     test = api.evaluate(model_dir, test_data)
-    card = checkpoint.load_card(model_dir)
-    card.update(description="DeepSCF U-Net, valence density as rho0 + delta from rho0 and atomic fingerprints",
-                test_metrics=test, test_molecules=list(TEST_MOLECULES))
-    card = {k: v for k, v in card.items() if k not in ("format", "version", "saved")}
-    target = os.path.join(os.path.dirname(api.__file__), "pretrained", SHIPPED)
-    shutil.rmtree(target, ignore_errors=True)
-    os.makedirs(target)
-    shutil.copytree(os.path.join(model_dir, "params"), os.path.join(target, "params"))
-    checkpoint.save_card(target, card)
+    target = os.path.join(api.pretrained_dir(), SHIPPED)
+    checkpoint.export_model(model_dir, target, description="DeepSCF U-Net, valence density as rho0 + delta from rho0 and atomic fingerprints",
+                            test_metrics=test, test_molecules=list(TEST_MOLECULES))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     example = slices(api.load_model(SHIPPED), TEST_MOLECULES[0],
                      os.path.join(HERE, "results", f"deepscf_small_{TEST_MOLECULES[0]}.png"))

@@ -7,7 +7,6 @@ The resolved config and the results are written to experiments/results/fno_small
 import argparse
 import json
 import os
-import shutil
 
 from dft_operators import api, molecule
 from dft_operators.data.generate import GenerationSettings, generate
@@ -51,15 +50,10 @@ def main():
     model_dir = os.path.join(args.workdir, "model_" + os.path.splitext(os.path.basename(args.config))[0])
     summary = api.train("fno", train_data, model_dir, args.config, until_epoch=args.until_epoch)
     test = api.evaluate(model_dir, test_data)
-    card = checkpoint.load_card(model_dir)
-    card.update(description="V2Rho-FNO, valence density from the screened ionic potential (16 Bohr box)",
-                test_metrics=test, test_molecules=list(TEST_MOLECULES))
-    card = {k: v for k, v in card.items() if k not in ("format", "version", "saved")}
-    target = os.path.join(os.path.dirname(api.__file__), "pretrained", SHIPPED)
-    shutil.rmtree(target, ignore_errors=True)
-    os.makedirs(target)
-    shutil.copytree(os.path.join(model_dir, "params"), os.path.join(target, "params"))
-    checkpoint.save_card(target, card)
+    target = os.path.join(api.pretrained_dir(), SHIPPED)
+    checkpoint.export_model(
+        model_dir, target, test_metrics=test, test_molecules=list(TEST_MOLECULES),
+        description="V2Rho-FNO, valence density from the screened ionic potential (16 Bohr box)")
     result = {"generation": {"train": gen, "test": gen_test}, "training": summary, "test": test,
               "config": json.load(open(args.config)), "settings": SETTINGS}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import jax
@@ -84,6 +85,16 @@ def load_params(directory: str, like=None):
         return checkpointer.restore(path, jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like))
     except Exception as err:  # orbax raises many types for damaged folders
         raise CheckpointError(f"cannot restore weights from {path}: {type(err).__name__}: {err}") from None
+
+
+def export_model(directory: str, target: str, **card_entries) -> None:
+    """Copies a trained model's weights and card (plus ``card_entries``) to ``target``, without its
+    training state and logs: what a shipped model holds."""
+    card = {k: v for k, v in load_card(directory).items() if k not in ("format", "version", "saved")}
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(target)
+    shutil.copytree(os.path.join(directory, "params"), os.path.join(target, "params"))
+    save_card(target, {**card, **card_entries})
 
 
 def state_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
