@@ -77,8 +77,9 @@ def main():
     train_seconds = time.perf_counter() - start
     test = api.evaluate(model_dir, test_data)
     target = os.path.join(api.pretrained_dir(), SHIPPED)
-    checkpoint.export_model(model_dir, target, description="DeepSCF U-Net, valence density as rho0 + delta from rho0 and atomic fingerprints",
-                            test_metrics=test, test_molecules=list(TEST_MOLECULES))
+    checkpoint.export_model(
+        model_dir, target, test_metrics=test, test_molecules=list(TEST_MOLECULES),
+        description="DeepSCF U-Net, valence density as rho0 + delta from rho0 and atomic fingerprints")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     example = slices(api.load_model(SHIPPED), TEST_MOLECULES[0],
                      os.path.join(HERE, "results", f"deepscf_small_{TEST_MOLECULES[0]}.png"))
