@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 FLUORINATED = ("hydrogen-fluoride", "fluoromethane", "difluoromethane", "fluorine")
 SHORT = {"preset": "default", "model": {"width": 16, "modes": 8, "n_layers": 4, "lifting_width": 32},
-         "train": {"epochs": 12, "batch_size": 4, "learning_rate": 2e-3, "val_fraction": 0.1}}
+         "train": {"epochs": 4, "batch_size": 4, "learning_rate": 3e-3, "val_fraction": 0.1}}
 
 
 def save(name: str, result: dict) -> None:

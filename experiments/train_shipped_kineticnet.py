@@ -75,17 +75,12 @@ def main():
     records = per_record(model_dir, paths["test"])
     test["max_energy_error_kcal_mol"] = max(r["energy_error_kcal_mol"] for r in records)
     baselines = classical_metrics(paths["test"])
-    card = checkpoint.load_card(model_dir)
-    card.update(description="KineticNet, Kohn-Sham kinetic energy of two-electron molecules (H2, HeH+, H3+), "
-                            "LDA/def2-svp, for orbital-free DFT",
-                test_metrics=test, test_molecules=[m.name for m in mols])
-    card = {k: v for k, v in card.items() if k not in ("format", "version", "saved")}
     if not args.no_ship:
-        target = os.path.join(os.path.dirname(api.__file__), "pretrained", SHIPPED)
-        shutil.rmtree(target, ignore_errors=True)
-        os.makedirs(target)
-        shutil.copytree(os.path.join(model_dir, "params"), os.path.join(target, "params"))
-        checkpoint.save_card(target, card)
+        checkpoint.export_model(
+            model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test,
+            test_molecules=[m.name for m in mols],
+            description="KineticNet, Kohn-Sham kinetic energy of two-electron molecules (H2, HeH+, H3+), "
+                        "LDA/def2-svp, for orbital-free DFT")
     name = os.path.splitext(os.path.basename(args.config))[0]
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     shutil.copy(os.path.join(model_dir, "learning_curve.png"),
