@@ -90,7 +90,8 @@ def rq1(workdir: str) -> None:
 
 def rq2(workdir: str) -> None:
     model = api.load_model(os.path.join(workdir, "model"))
-    train_names = [n for n in model.card["split"]["train_molecules"]][:6]
+    builtin = set(molecule.builtin_names())
+    train_names = [n for n in model.card["split"]["train_molecules"] if n in builtin][:6]
     conformers = os.path.join(workdir, "new_conformers.h5")
     generate([molecule.builtin(n) for n in train_names], conformers,
              GenerationSettings(spacing=0.4, box_shape=40, n_conformers=2, displacement=0.2, seed=7), workers=2)
