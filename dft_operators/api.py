@@ -15,7 +15,7 @@ from importlib import resources
 import jax
 import numpy as np
 
-from dft_operators import models, physics, reference
+from dft_operators import models, physics, reference, units
 from dft_operators.data.splits import split_by_molecule
 from dft_operators.grids import UniformGrid
 from dft_operators.io import checkpoint, cube
@@ -23,11 +23,11 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.molecule import Molecule
 from dft_operators.training import loop
 from dft_operators.training.config import TrainConfig
-from dft_operators.workflows import grid_density, kinetic
+from dft_operators.workflows import densnet, grid_density, kinetic
 
 # kind -> (workflow module, its task dataclass); a workflow provides prepare, evaluation_data, predict.
 WORKFLOWS = {"fno": (grid_density, grid_density.GridTask), "deepscf": (grid_density, grid_density.DeepSCFTask),
-             "kineticnet": (kinetic, kinetic.KineticTask)}
+             "kineticnet": (kinetic, kinetic.KineticTask), "densnet": (densnet, densnet.DensityTask)}
 KINDS = tuple(WORKFLOWS)
 
 
@@ -202,3 +202,75 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
             "converged": result["converged"], "seconds": time.perf_counter() - start,
             "n_electrons": float(result["integrals"]["weights"] @ result["rho"]), "kinetic": name,
             "level": level.as_dict()}
+
+
+def _densnet(model: Model | str) -> Model:
+    model = _as_model(model)
+    if model.kind != "densnet":
+        raise ValueError(f"{model.name} is a {model.kind} model; dynamics needs a densnet model (energies and forces)")
+    return model
+
+
+def _float64(tree):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x, tree)
+
+
+def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, out: str | None = None,
+       temperature_k: float = 300.0, thermostat: str = "nve", friction_per_ps: float = 1.0, seed: int = 0,
+       record_every: int = 1, progress: bool = True) -> dict:
+    """Molecular dynamics on a DenSNet potential-energy surface, with dipoles along the way.
+
+    Runs in float64 (energy conservation is measured to 1e-8 Hartree, below float32's rounding of a total
+    energy). Returns {"trajectory": dynamics.Trajectory, "energy_drift" Hartree, "energy_drift_kcal_mol",
+    "energy_fluctuation" (std of the total energy, Hartree), "mean_temperature_k", "steps", "seconds",
+    "out"}; with ``out`` the trajectory is saved there (.npz, see ``dynamics.load_trajectory``).
+    """
+    from dft_operators import dynamics
+
+    model = _densnet(model)
+    start = time.perf_counter()
+    with jax.enable_x64(True):
+        potential = densnet.molecule_potential(model.card, model.module, _float64(model.params), molecule)
+        potential = jax.tree_util.tree_map(lambda x: x.astype(np.float64) if x.dtype.kind == "f" else x, potential)
+        traj = dynamics.run_md(potential, molecule.numbers, molecule.positions, molecule.masses, steps=steps,
+                               dt_fs=dt_fs, temperature_k=temperature_k, thermostat=thermostat,
+                               friction_per_ps=friction_per_ps, key=jax.random.PRNGKey(seed),
+                               record_every=record_every, progress=progress)
+    if out:
+        traj.save(out)
+    return {"trajectory": traj, "energy_drift": traj.energy_drift,
+            "energy_drift_kcal_mol": traj.energy_drift * units.HARTREE_TO_KCAL_PER_MOL,
+            "energy_fluctuation": float(traj.total.std()), "mean_temperature_k": float(traj.temperature.mean()),
+            "steps": int(steps), "seconds": time.perf_counter() - start, "out": out}
+
+
+def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_relative: float = 0.05,
+       reference_peaks: list[tuple[float, float]] | None = None) -> dict:
+    """IR spectrum of a saved trajectory from its dipole autocorrelation (``dynamics.ir_spectrum``).
+
+    Returns {"peaks_cm1" [cm^-1], "peaks" [{"cm1", "relative_intensity"}], "wavenumbers_cm1", "intensity",
+    "png"}; with ``png`` the spectrum is plotted there, with ``reference_peaks`` (cm^-1, relative
+    intensity) as sticks.
+    """
+    from dft_operators import dynamics
+
+    traj = dynamics.load_trajectory(trajectory)
+    wavenumbers, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1)
+    peaks = dynamics.ir_peaks(wavenumbers, intensity, min_relative)
+    if png:
+        dynamics.plot_ir(png, wavenumbers, intensity, peaks, reference_peaks)
+    return {"peaks_cm1": [p["cm1"] for p in peaks], "peaks": peaks, "wavenumbers_cm1": wavenumbers,
+            "intensity": intensity, "png": png}
+
+
+def ase_calculator(model: Model | str):
+    """An ASE calculator (energy, forces, dipole) on a DenSNet model: ``atoms.calc = ase_calculator(name)``."""
+    from dft_operators import dynamics
+
+    model = _densnet(model)
+
+    def energy_fn(numbers, positions):
+        mol = Molecule(np.asarray(numbers), np.zeros((len(numbers), 3)), name="ase")
+        return densnet.molecule_potential(model.card, model.module, model.params, mol)(positions)
+
+    return dynamics.AseCalculator(energy_fn)

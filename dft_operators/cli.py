@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_level(p)
 
     p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
-    p.add_argument("kind", choices=["fno", "deepscf", "kineticnet"], help="model kind")
+    p.add_argument("kind", choices=list(api.KINDS), help="model kind")
     p.add_argument("--data", required=True, help="dataset file")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")

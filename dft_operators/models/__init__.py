@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from dft_operators.models.deepscf import DeepSCFConfig, create_deepscf
+from dft_operators.models.densnet import DenSNetConfig, create_densnet
 from dft_operators.models.fno import FNOConfig, create_fno
 from dft_operators.models.kineticnet import KineticNetConfig, create_kineticnet
 
-CONFIGS = {"fno": FNOConfig, "deepscf": DeepSCFConfig, "kineticnet": KineticNetConfig}
-_BUILDERS = {"fno": create_fno, "deepscf": create_deepscf, "kineticnet": create_kineticnet}
+CONFIGS = {"fno": FNOConfig, "deepscf": DeepSCFConfig, "kineticnet": KineticNetConfig,
+           "densnet": DenSNetConfig}
+_BUILDERS = {"fno": create_fno, "deepscf": create_deepscf, "kineticnet": create_kineticnet,
+             "densnet": create_densnet}
 
 
 def model_config(kind: str, values: dict | None = None, preset: str = "default"):

@@ -117,8 +117,8 @@ class AtomInteraction(nn.Module):
         summed = e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])  # [n_atoms, irreps']
         n_gates = sum(mul for mul, ir in h.irreps if ir.l > 0)
         gate_irreps = (e3nn.Irreps(f"{n_gates}x0e") + h.irreps).regroup()
-        update = (e3nn.flax.Linear(gate_irreps, name="self")(h)
-                  + e3nn.flax.Linear(gate_irreps, name="neighbours")(summed))
+        update = (e3nn.flax.Linear(gate_irreps, force_irreps_out=True, name="self")(h)
+                  + e3nn.flax.Linear(gate_irreps, force_irreps_out=True, name="neighbours")(summed))
         return h + e3nn.flax.Linear(h.irreps, name="out")(e3nn.gate(update))
 
 
@@ -141,3 +141,35 @@ class AtomsToPoints(nn.Module):
         radial = RadialFilter(paths.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)
         filters = radial(r, graph.edge_mask)  # [n_edges, n_paths]
         return jax.ops.segment_sum(paths.array * filters, graph.edge_point, num_segments=graph.points.shape[0])
+
+
+class NeighbourTensorReadout(nn.Module):
+    """Equivariant features of any irreps from the neighbours of each atom,
+
+        o_a = sum_b R(|r_ab|) [W h_b (x) Y(r_ab)]_(irreps_out),
+
+    with W a linear map to ``channels`` copies of each input l (it keeps the tensor product small) and
+    spherical harmonics up to the highest l of ``irreps_out``, so outputs of higher l than the atom
+    features (e.g. the f and g functions of a density basis) come from the geometry around the atom.
+    """
+
+    irreps_out: str
+    channels: int
+    hidden: int
+    n_basis: int
+    cutoff: float
+    r0: float
+
+    @nn.compact
+    def __call__(self, graph, h: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
+        """graph: any graph with ``atom_positions`` and ``bond_*`` fields; h [n_atoms, irreps] -> [n_atoms, irreps_out]."""
+        irreps_out = e3nn.Irreps(self.irreps_out)
+        vec, r = _edge_geometry(graph.atom_positions[graph.bond_sender], graph.atom_positions[graph.bond_receiver],
+                                graph.bond_mask)
+        sh = _spherical_harmonics(irreps_out.lmax, vec)
+        lmax_in = max(ir.l for _, ir in h.irreps)
+        small = e3nn.flax.Linear(irreps_up_to(self.channels, lmax_in), name="compress")(h)  # [n_atoms, irreps_c]
+        messages = e3nn.tensor_product(small[graph.bond_sender], sh, filter_ir_out=irreps_out).regroup()  # [n_bonds, irreps']
+        mix = RadialFilter(messages.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)(r, graph.bond_mask)
+        summed = e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])
+        return e3nn.flax.Linear(irreps_out, force_irreps_out=True, name="out")(summed)

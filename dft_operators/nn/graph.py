@@ -95,3 +95,41 @@ def build_graph(points, weights, numbers, positions, point_cutoff: float, atom_c
         bond_sender=_pad(sender.astype(np.int32), sizes["n_bonds"], 0),
         bond_receiver=_pad(receiver.astype(np.int32), sizes["n_bonds"], 0),
         bond_mask=_pad(np.ones(len(sender), bool), sizes["n_bonds"], False))
+
+
+@flax.struct.dataclass
+class AtomGraph:
+    """The atoms of a molecule, every ordered pair of real atoms an edge (the radial envelope of each
+    filter makes interactions local); the ``bond_*`` and ``atom_*`` fields mean what they mean in
+    ``MolecularGraph``, so atom-to-atom layers accept either graph.
+
+    Attributes:
+      atom_positions: [n_atoms, 3] Bohr; species: [n_atoms] atomic numbers (0 on padding).
+      bond_sender, bond_receiver: [n_atoms (n_atoms - 1)] atom indices; bond_mask: both ends real.
+    """
+
+    atom_positions: jax.Array
+    species: jax.Array
+    bond_sender: jax.Array
+    bond_receiver: jax.Array
+    bond_mask: jax.Array
+
+
+def build_atom_graph(numbers, positions, n_atoms: int | None = None) -> AtomGraph:
+    """The ``AtomGraph`` of a molecule padded to ``n_atoms`` (default: no padding); float32 positions.
+
+    Padding atoms sit far apart (beyond any cutoff) with species 0; the edges are the same for every
+    molecule with the same padded size, so one compiled function serves all of them (and all steps of a
+    molecular-dynamics run).
+    """
+    numbers, positions = np.asarray(numbers), np.asarray(positions, np.float64)
+    n_real = len(numbers)
+    n_atoms = n_real if n_atoms is None else n_atoms
+    if n_atoms < n_real:
+        raise ValueError(f"cannot pad {n_real} atoms to {n_atoms}")
+    sender, receiver = np.nonzero(~np.eye(n_atoms, dtype=bool))
+    far_atoms = -_FAR * (1.0 + np.arange(n_atoms - n_real))[:, None] * np.ones(3)
+    return AtomGraph(atom_positions=np.concatenate([positions, far_atoms]).astype(np.float32),
+                     species=_pad(numbers.astype(np.int32), n_atoms, 0),
+                     bond_sender=sender.astype(np.int32), bond_receiver=receiver.astype(np.int32),
+                     bond_mask=(sender < n_real) & (receiver < n_real))

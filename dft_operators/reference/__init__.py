@@ -9,10 +9,11 @@ from dft_operators.reference.level import ALL_ELECTRON, Level, SCFError, level_e
 from dft_operators.reference.ofdft_integrals import basis_on_points, ofdft_integrals
 from dft_operators.reference.potentials import RandomPotential, screened_ionic_potential
 from dft_operators.reference.scf import Density, GroundState, atomic_guess, run_ks
+from dft_operators.reference.vibrations import harmonic_ir, optimize_geometry
 
 __all__ = [
     "ALL_ELECTRON", "Density", "GroundState", "Level", "RandomPotential", "SCFError", "atomic_guess",
     "basis_on_points", "density_on_box", "fit_coefficients", "level_electrons", "ofdft_integrals",
     "quadrature_fields", "run_ks", "screened_ionic_potential",
-    "STANDARD_GUESSES", "guess_from_box", "standard_guess",
+    "STANDARD_GUESSES", "guess_from_box", "standard_guess", "harmonic_ir", "optimize_geometry",
 ]

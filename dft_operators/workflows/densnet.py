@@ -1,0 +1,314 @@
+"""Density coefficients, energies, forces and dipoles of molecules: the workflow of DenSNet.
+
+Data: the ``coefficients`` kind of an all-electron dataset made with ``forces`` (``coefficients/c`` and
+``coefficients/aux_labels`` in PySCF's order, ``forces``, ``dipole`` and the ``energy`` attribute).
+
+Layout. The model writes each atom's coefficients as one e3nn irreps vector (``DenSNetConfig.basis_irreps``):
+shell k of angular momentum l of an element goes to copy k of the irrep l, and its 2l + 1 PySCF functions
+map to e3nn's real spherical harmonics by the linear map M_l with A_pyscf(u) = Y_e3nn(u) M_l on unit
+vectors u (fitted here on random directions, exact to rounding), so c_e3nn = M_l c_pyscf. The element
+tables (free-atom coefficients, charges, moments, one-centre overlaps, ``models.densnet.DensityBasis``)
+are computed once from PySCF and stored in the model card with the matrices back to PySCF's order: a
+model then needs PySCF only to write its density on a grid.
+
+Loss, per record, with Delta = c - c_ref per atom and S_Z the one-centre overlap of its element:
+
+    w_rho sum_a Delta_a^T S_Z Delta_a / (N density_scale^2)  +  w_E ((E - E_ref) / energy_scale)^2
+        + w_F mean_(atoms, xyz) ((F - F_ref) / force_scale)^2,
+
+the first term the squared L2 norm of the density error per electron (cross-atom overlaps left out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import e3nn_jax as e3nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dft_operators import reference, units
+from dft_operators.grids import UniformGrid
+from dft_operators.io.dataset import Dataset, DatasetError
+from dft_operators.models import densnet
+from dft_operators.molecule import Molecule
+from dft_operators.reference import density_basis
+from dft_operators.nn.graph import AtomGraph, build_atom_graph
+from dft_operators.training.loop import Objective
+
+_GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
+# Random directions used to fit the map between PySCF's and e3nn's real spherical harmonics.
+_N_DIRECTIONS = 64
+# A slot's normalising scale never drops below this fraction of the element's largest one.
+_SCALE_FLOOR = 1e-2
+# Energy-baseline scale floor (Hartree): 1 kcal/mol.
+_MIN_ENERGY_SCALE = units.KCAL_PER_MOL_TO_HARTREE
+
+
+@dataclasses.dataclass(frozen=True)
+class DensityTask:
+    """Weights and scales of the loss terms (module docstring)."""
+
+    density_weight: float = 1.0  # weight of the density (coefficient) term
+    energy_weight: float = 1.0  # weight of the energy term
+    force_weight: float = 1.0  # weight of the force term (0: train without forces)
+    density_scale: float = 1e-3  # e/Bohr^(3/2): an L2 density error per electron of this costs 1
+    energy_scale: float = units.KCAL_PER_MOL_TO_HARTREE  # Hartree: an energy error of this costs 1
+    force_scale: float = units.KCAL_PER_MOL_TO_HARTREE * units.ANGSTROM_PER_BOHR  # Hartree/Bohr (1 kcal/mol/A)
+
+
+def harmonic_maps(lmax: int) -> list[np.ndarray]:
+    """M_l [2l + 1, 2l + 1] with PySCF's angular functions = e3nn's spherical harmonics @ M_l (module docstring)."""
+    u = np.random.default_rng(0).normal(size=(_N_DIRECTIONS, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    maps = []
+    for l in range(lmax + 1):
+        with jax.enable_x64(True):
+            y = np.asarray(e3nn.spherical_harmonics(l, e3nn.IrrepsArray("1o", jnp.asarray(u)), normalize=True,
+                                                    normalization="component").array)
+        a = density_basis.angular_functions(l, u)
+        m, *_ = np.linalg.lstsq(y, a, rcond=None)
+        if not np.allclose(y @ m, a, atol=1e-10):
+            raise RuntimeError(f"PySCF's l = {l} functions are not a rotation of e3nn's spherical harmonics")
+        maps.append(m)
+    return maps
+
+
+def _slots(irreps: e3nn.Irreps) -> dict[int, list[int]]:
+    """Start index of every copy of each l in an irreps vector, {l: [start, ...]}."""
+    out, start = {}, 0
+    for mul, ir in irreps:
+        for _ in range(mul):
+            out.setdefault(ir.l, []).append(start)
+            start += ir.dim
+    return out
+
+
+def element_tables(numbers, level, basis_irreps: str) -> dict:
+    """The JSON-able per-element tables of the model card (module docstring) for the given elements.
+
+    Raises:
+      ValueError: an element has more shells of some l than ``basis_irreps`` has copies of it.
+    """
+    irreps = e3nn.Irreps(basis_irreps)
+    slots = _slots(irreps)
+    maps = harmonic_maps(irreps.lmax)
+    elements = {}
+    for z in sorted({int(n) for n in numbers}):
+        table = density_basis.element_basis(z, level)
+        counts = np.bincount(table["ls"], minlength=irreps.lmax + 1)
+        if len(counts) > irreps.lmax + 1 or any(counts[l] > len(slots.get(l, [])) for l in range(len(counts))):
+            need = " + ".join(f"{n}x{l}{'eo'[l % 2]}" for l, n in enumerate(counts) if n)
+            raise ValueError(f"the {level.aux_basis} functions of element {z} ({need}) do not fit the model's "
+                             f"basis_irreps {basis_irreps!r}; set model.basis_irreps to cover them")
+        from_pyscf = np.zeros((irreps.dim, len(table["integrals"])))
+        used, column = {l: 0 for l in slots}, 0
+        for l in table["ls"]:
+            start = slots[l][used[l]]
+            from_pyscf[start:start + 2 * l + 1, column:column + 2 * l + 1] = maps[l]
+            used[l], column = used[l] + 1, column + 2 * l + 1
+        to_pyscf = np.linalg.pinv(from_pyscf)  # [n_f, D]
+        elements[str(z)] = {
+            "atomic": from_pyscf @ table["atomic_coefficients"], "charges": to_pyscf.T @ table["integrals"],
+            "moments": to_pyscf.T @ table["moments"], "metric": to_pyscf.T @ table["overlap"] @ to_pyscf,
+            "mask": (np.abs(from_pyscf).sum(1) > 0).astype(float), "to_pyscf": to_pyscf}
+    return {"aux_basis": level.aux_basis, "basis_irreps": basis_irreps,
+            "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in elements.items()}}
+
+
+def to_model_layout(tables: dict, numbers, labels, coefficients) -> np.ndarray:
+    """PySCF-ordered coefficients [n_aux] of a molecule (``aux_labels`` [n_aux, 3]) -> [n_atoms, D]."""
+    rows = []
+    for a, z in enumerate(numbers):
+        block = np.asarray(coefficients)[np.asarray(labels)[:, 0] == a]
+        rows.append(np.linalg.pinv(np.asarray(tables["elements"][str(int(z))]["to_pyscf"])) @ block)
+    return np.stack(rows)
+
+
+def to_pyscf_order(tables: dict, numbers, coefficients) -> np.ndarray:
+    """Model-layout coefficients [n_atoms, D] -> PySCF's order [n_aux] (atoms in order)."""
+    return np.concatenate([np.asarray(tables["elements"][str(int(z))]["to_pyscf"]) @ np.asarray(c, np.float64)
+                           for z, c in zip(numbers, coefficients)])
+
+
+def model_arrays(tables: dict, max_atomic_number: int) -> tuple[densnet.DensityBasis, densnet.EnergyBaseline]:
+    """The ``DensityBasis`` and ``EnergyBaseline`` of a card's tables, rows indexed by atomic number."""
+    d = e3nn.Irreps(tables["basis_irreps"]).dim
+    n = max_atomic_number + 1
+    full = {"atomic": np.zeros((n, d)), "charges": np.zeros((n, d)), "moments": np.zeros((n, d, 3)),
+            "metric": np.zeros((n, d, d)), "mask": np.zeros((n, d)), "scale": np.ones((n, d))}
+    for z, table in tables["elements"].items():
+        for key in full:
+            full[key][int(z)] = np.asarray(table[key])
+    energies = np.zeros(n)
+    for z, e in tables["atom_energies"].items():
+        energies[int(z)] = e
+    as32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return (densnet.DensityBasis(**{k: as32(v) for k, v in full.items()}),
+            densnet.EnergyBaseline(as32(energies), as32(tables["energy_scale"])))
+
+
+def _check(ds: Dataset, record: dict) -> None:
+    missing = [k for k in ("coefficients/c", "coefficients/aux_labels", "forces", "energy") if k not in record]
+    if missing:
+        raise DatasetError(f"{ds.path} lacks {missing}; DenSNet needs `generate --kind coefficients` with forces")
+
+
+def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None = None) -> dict[str, np.ndarray]:
+    """Training arrays of records padded to one atom count (floats as float32).
+
+    Returns:
+      the ``AtomGraph`` fields, "coefficients" [n, A, D], "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr,
+      "dipole" [n, 3] e*Bohr, "n_electrons" [n].
+    """
+    level = reference.Level(**ds.metadata["level"])
+    records = [ds.record(rid) for rid in ids]
+    for r in records[:1]:
+        _check(ds, r)
+    n_atoms = n_atoms or max(len(r["numbers"]) for r in records)
+    rows = []
+    for r in records:
+        numbers = np.asarray(r["numbers"])
+        graph = build_atom_graph(numbers, r["positions"], n_atoms)
+        c = to_model_layout(tables, numbers, r["coefficients/aux_labels"], r["coefficients/c"])
+        pad = ((0, n_atoms - len(numbers)), (0, 0))
+        rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
+                     "coefficients": np.pad(c, pad), "forces": np.pad(np.asarray(r["forces"]), pad),
+                     "energy": np.float64(r["energy"]), "dipole": np.asarray(r["dipole"], np.float64),
+                     "n_electrons": np.float64(reference.level_electrons(
+                         Molecule(numbers, r["positions"], int(r["charge"]), int(r["spin"])), level))})
+    stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in stacked.items()}
+
+
+def fit_baselines(tables: dict, arrays: dict) -> dict:
+    """Adds the training-set statistics to the tables: per-slot scales of c - c0 (one per irrep copy, so
+    rotations commute with them), per-element energies (least squares on element counts) and their scale."""
+    irreps = e3nn.Irreps(tables["basis_irreps"])
+    species, coefficients = arrays["species"], arrays["coefficients"].astype(np.float64)
+    for z, table in tables["elements"].items():
+        delta = coefficients[species == int(z)] - np.asarray(table["atomic"])  # [n_atoms_z, D]
+        if not len(delta):  # an element met only in validation: unit scales
+            table["scale"] = np.ones(irreps.dim).tolist()
+            continue
+        rms = np.sqrt(np.mean(delta**2, axis=0))
+        scale, start = np.ones(irreps.dim), 0
+        for mul, ir in irreps:
+            for _ in range(mul):
+                scale[start:start + ir.dim] = np.sqrt(np.mean(rms[start:start + ir.dim] ** 2))
+                start += ir.dim
+        scale = np.maximum(scale, _SCALE_FLOOR * scale.max())
+        table["scale"] = scale.tolist()
+    elements = sorted(tables["elements"], key=int)
+    counts = np.stack([(species == int(z)).sum(1) for z in elements], axis=1).astype(float)  # [n, n_el]
+    energies = arrays["energy"].astype(np.float64)
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    residual = energies - counts @ solution
+    tables["atom_energies"] = {z: float(e) for z, e in zip(elements, solution)}
+    tables["energy_scale"] = float(max(residual.std(), _MIN_ENERGY_SCALE))
+    return tables
+
+
+def graph_of(row: dict) -> AtomGraph:
+    """The ``AtomGraph`` of one record of ``load_arrays`` (no leading axis)."""
+    return AtomGraph(**{k: row[k] for k in _GRAPH_FIELDS})
+
+
+def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask) -> dict[str, jax.Array]:
+    """Loss (module docstring) and metrics of one record."""
+    graph = graph_of(row)
+    out = densnet.predict_all(module, params, graph, basis, baseline, row["n_electrons"])
+    delta = out["coefficients"] - row["coefficients"]  # [A, D]
+    density_sq = jnp.einsum("ad,ade,ae->", delta, basis.metric[graph.species], delta)
+    real = (graph.species > 0).astype(delta.dtype)
+    force_error = (out["forces"] - row["forces"]) * real[:, None]
+    n_components = 3.0 * real.sum()
+    energy_error = out["energy"] - row["energy"]
+    loss = (task.density_weight * density_sq / row["n_electrons"] / task.density_scale**2
+            + task.energy_weight * (energy_error / task.energy_scale) ** 2
+            + task.force_weight * jnp.sum(force_error**2) / n_components / task.force_scale**2)
+    return {"loss": loss,
+            "density_l2": jnp.sqrt(density_sq),
+            "energy_error_kcal_mol": jnp.abs(energy_error) * units.HARTREE_TO_KCAL_PER_MOL,
+            "force_mae_kcal_mol_a": jnp.sum(jnp.abs(force_error)) / n_components
+            * units.HARTREE_TO_KCAL_PER_MOL / units.ANGSTROM_PER_BOHR,
+            "dipole_error_debye": jnp.linalg.norm(out["dipole"] - row["dipole"]) * units.DEBYE_PER_AU}
+
+
+def objective(module, tables: dict, task: DensityTask) -> Objective:
+    """Density + energy + force loss of DenSNet over batches of padded records."""
+    basis, baseline = model_arrays(tables, module.max_atomic_number)
+
+    def init(key, batch):
+        row = {k: jnp.asarray(v[0]) for k, v in batch.items()}
+        return module.init(key, graph_of(row), basis, baseline, row["n_electrons"])
+
+    def per_sample(params, batch):
+        return jax.vmap(lambda row: record_metrics(module, params, basis, baseline, row, task))(batch)
+
+    return Objective(init, per_sample)
+
+
+def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: DensityTask, module):
+    """(objective, train arrays, validation arrays or None, card entries) for the training loop."""
+    level = reference.Level(**ds.metadata["level"])
+    numbers = np.concatenate([ds.record(rid)["numbers"] for rid in train_ids + val_ids])
+    tables = element_tables(numbers, level, module.basis_irreps)
+    n_atoms = max(len(ds.record(rid)["numbers"]) for rid in train_ids + val_ids)
+    train = load_arrays(ds, train_ids, tables, n_atoms)
+    val = load_arrays(ds, val_ids, tables, n_atoms) if val_ids else None
+    tables = fit_baselines(tables, train)
+    return objective(module, tables, task), train, val, {"tables": tables}
+
+
+def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
+    """(objective, arrays) to evaluate a trained model on dataset records."""
+    if ds.metadata["level"] != card["level"]:
+        raise ValueError(f"{ds.path} was made at level {ds.metadata['level']}, the model at {card['level']}")
+    tables = card["tables"]
+    return objective(module, tables, DensityTask(**card["task"])), load_arrays(ds, ids, tables)
+
+
+def _model_inputs(card: dict, module, molecule: Molecule):
+    """(graph, basis, baseline, n_electrons) of one molecule for a trained model."""
+    unknown = sorted({int(z) for z in molecule.numbers} - {int(z) for z in card["tables"]["elements"]})
+    if unknown:
+        raise ValueError(f"the model knows elements {sorted(int(z) for z in card['tables']['elements'])}, "
+                         f"not {unknown} of {molecule.name}")
+    basis, baseline = model_arrays(card["tables"], module.max_atomic_number)
+    graph = jax.tree_util.tree_map(jnp.asarray, build_atom_graph(molecule.numbers, molecule.positions))
+    n_electrons = float(reference.level_electrons(molecule, reference.Level(**card["level"])))
+    return graph, basis, baseline, n_electrons
+
+
+def molecule_potential(card: dict, module, params, molecule: Molecule):
+    """positions [n_atoms, 3] Bohr -> (energy Hartree, dipole [3] e*Bohr) of a molecule, for ``dynamics``."""
+    return densnet.potential(module, params, *_model_inputs(card, module, molecule))
+
+
+def properties(card: dict, module, params, molecule: Molecule) -> dict[str, np.ndarray]:
+    """Coefficients [n_atoms, D], energy (Hartree), forces [n_atoms, 3] (Hartree/Bohr), dipole [3] (e*Bohr)."""
+    out = jax.jit(densnet.predict_all, static_argnums=0)(module, params, *_model_inputs(card, module, molecule))
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), out)
+
+
+def density_at(card: dict, molecule: Molecule, coefficients, points) -> np.ndarray:
+    """The expanded density at points [..., 3] (Bohr), [...] electrons/Bohr^3."""
+    level = reference.Level(**card["level"])
+    c = to_pyscf_order(card["tables"], molecule.numbers, coefficients)
+    points = np.asarray(points, np.float64)
+    return density_basis.aux_density(molecule, level, c, points.reshape(-1, 3)).reshape(points.shape[:-1])
+
+
+def predict(card: dict, module, params, molecule: Molecule, level, spacing: float = 0.2, refine: int = 1) -> dict:
+    """Density, energy, forces and dipole of a molecule; the density on a box of ``spacing / refine`` Bohr.
+
+    Returns {"grid", "density" [nx, ny, nz], "energy_hartree", "forces" [n_atoms, 3] Hartree/Bohr,
+    "dipole_debye" [3], "coefficients" [n_atoms, D]}.
+    """
+    out = properties(card, module, params, molecule)
+    grid = UniformGrid.around(molecule.positions, spacing / refine, margin=5.0)
+    return {"grid": grid, "density": density_at(card, molecule, out["coefficients"], grid.points()),
+            "energy_hartree": float(out["energy"]), "forces": out["forces"],
+            "dipole_debye": (out["dipole"] * units.DEBYE_PER_AU).tolist(), "coefficients": out["coefficients"]}
