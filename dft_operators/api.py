@@ -230,8 +230,7 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
     model = _densnet(model)
     start = time.perf_counter()
     with jax.enable_x64(True):
-        potential = densnet.molecule_potential(model.card, model.module, _float64(model.params), molecule)
-        potential = jax.tree_util.tree_map(lambda x: x.astype(np.float64) if x.dtype.kind == "f" else x, potential)
+        potential = _float64(densnet.molecule_potential(model.card, model.module, model.params, molecule))
         traj = dynamics.run_md(potential, molecule.numbers, molecule.positions, molecule.masses, steps=steps,
                                dt_fs=dt_fs, temperature_k=temperature_k, thermostat=thermostat,
                                friction_per_ps=friction_per_ps, key=jax.random.PRNGKey(seed),

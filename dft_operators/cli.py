@@ -13,7 +13,8 @@ import time
 
 from dft_operators import errors, units
 
-COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "scf", "ofdft", "quickstart")
+COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "scf", "ofdft", "md", "ir",
+            "quickstart")
 
 
 def _level(args, default):
@@ -124,6 +125,28 @@ def cmd_ofdft(args) -> dict:
     return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL, "cube": args.cube}
 
 
+def cmd_md(args) -> dict:
+    from dft_operators import api
+
+    result = api.md(_molecule(args), args.model, args.steps, args.dt, args.out, temperature_k=args.temperature,
+                    thermostat=args.thermostat, friction_per_ps=args.friction, seed=args.seed,
+                    record_every=args.record_every, progress=not args.quiet)
+    traj = result.pop("trajectory")
+    print(f"{args.steps} steps of {args.dt} fs ({args.thermostat}), total-energy drift "
+          f"{result['energy_drift']:.2e} Ha ({result['energy_drift_kcal_mol']:.4f} kcal/mol), mean T "
+          f"{result['mean_temperature_k']:.0f} K; wrote {args.out}", file=sys.stderr)
+    return {**result, "frames": len(traj.potential), "duration_ps": float(traj.times_fs[-1]) / 1000.0}
+
+
+def cmd_ir(args) -> dict:
+    from dft_operators import api
+
+    result = api.ir(args.trajectory, args.png, max_cm1=args.max_cm1, min_relative=args.min_relative)
+    print("IR peaks (cm^-1, relative intensity): " + ", ".join(
+        f"{p['cm1']:.0f} ({p['relative_intensity']:.2f})" for p in result["peaks"]), file=sys.stderr)
+    return {"peaks_cm1": result["peaks_cm1"], "peaks": result["peaks"], "png": args.png}
+
+
 def cmd_quickstart(args) -> dict:
     from dft_operators import quickstart
 
@@ -175,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_level(p)
 
     p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
-    p.add_argument("kind", choices=list(api.KINDS), help="model kind")
+    p.add_argument("kind", choices=["fno", "deepscf", "kineticnet", "densnet"], help="model kind")
     p.add_argument("--data", required=True, help="dataset file")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
@@ -205,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kinetic functional: tf, vw, tfvw (TF + vW/9) or a kineticnet model (name or directory)")
     p.add_argument("--cube", help="write the density to this cube file")
     p.add_argument("--grid-level", type=int, default=2, help="PySCF quadrature grid level")
+
+    p = sub.add_parser("md", parents=[common], help="molecular dynamics on a densnet model's energy surface")
+    _add_molecule(p)
+    p.add_argument("--model", required=True, help="a densnet model (shipped name or directory)")
+    p.add_argument("--steps", type=int, required=True, help="integration steps")
+    p.add_argument("--dt", type=float, default=0.5, help="time step in fs")
+    p.add_argument("--out", required=True, help="trajectory file (.npz)")
+    p.add_argument("--temperature", type=float, default=300.0, help="initial (and bath) temperature in K")
+    p.add_argument("--thermostat", choices=["nve", "langevin"], default="nve")
+    p.add_argument("--friction", type=float, default=1.0, help="Langevin friction in 1/ps")
+    p.add_argument("--record-every", type=int, default=1, help="steps between saved frames")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial velocities and the Langevin noise")
+
+    p = sub.add_parser("ir", parents=[common], help="IR spectrum from a trajectory's dipole autocorrelation")
+    p.add_argument("trajectory", help="a trajectory written by `md`")
+    p.add_argument("--png", help="plot the spectrum to this PNG")
+    p.add_argument("--max-cm1", type=float, default=4000.0, help="highest wavenumber, cm^-1")
+    p.add_argument("--min-relative", type=float, default=0.05, help="smallest peak reported, relative to the max")
 
     p = sub.add_parser("quickstart", parents=[common], help="small end-to-end run against PySCF")
     p.add_argument("--workdir", default="quickstart-run", help="where data and models go")

@@ -13,9 +13,13 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from dft_operators import api, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
+from dft_operators.io.dataset import Dataset
+from dft_operators.workflows import densnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = "densnet-ethanol"
@@ -59,6 +63,37 @@ def main():
     print(json.dumps({"generation": generation}))
     if args.only_data:
         return
+    model_dir = os.path.join(args.workdir, "model")
+    summary = api.train("densnet", paths["train"], model_dir, config)
+    test = api.evaluate(model_dir, paths["test"])
+    test["density_nmae"] = density_nmae(model_dir, paths["test"], data["nmae_records"])
+    if not args.no_ship:
+        checkpoint.export_model(
+            model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
+            description="DenSNet for ethanol: density coefficients (def2-universal-jkfit), energy, forces, dipole; "
+                        "LDA/def2-svp all-electron")
+    name = os.path.splitext(os.path.basename(args.config))[0]
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    shutil.copy(os.path.join(model_dir, "learning_curve.png"),
+                os.path.join(HERE, "results", f"{name}_learning_curve.png"))
+    with open(os.path.join(model_dir, "log.jsonl")) as f:
+        log = [json.loads(line) for line in f if line.strip()]
+    result = {"generation": generation, "training": summary, "test": test, "config": {**config, "data": data},
+              "log": log}
+    with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps({"test": test, "epochs": summary["epochs"]}))
+
+
+def density_nmae(model_dir: str, test_data: str, n_records: int) -> dict:
+    """Mean density NMAEs (``workflows.densnet.density_nmae``, percent) over the first test records."""
+    model, ds = api.load_model(model_dir), Dataset(test_data)
+    rows = []
+    for rid in ds.ids[:n_records]:
+        r = ds.record(rid)
+        mol = molecule.Molecule(r["numbers"], r["positions"], int(r["charge"]), int(r["spin"]), str(r["name"]))
+        rows.append(densnet.density_nmae(model.card, model.module, model.params, mol))
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]} | {"records": len(rows)}
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dft_operators.nn.equivariant import AtomInteraction, NeighbourTensorReadout, irreps_up_to
 from dft_operators.nn.graph import AtomGraph

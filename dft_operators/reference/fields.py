@@ -55,6 +55,16 @@ def density_on_box(density: Density, grid: UniformGrid) -> np.ndarray:
     return out
 
 
+def density_at_points(density: Density, points: np.ndarray) -> np.ndarray:
+    """The density at points [n, 3] (Bohr), [n] electrons/Bohr^3."""
+    return _rho_values(build_mole(density.molecule, density.level), density.dm, np.asarray(points, np.float64))
+
+
+def molecular_quadrature(molecule, level, grid_level: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """PySCF's unpruned molecular quadrature for a molecule: points [n, 3] Bohr, weights [n] Bohr^3."""
+    return quadrature_grid(build_mole(molecule, level), grid_level)
+
+
 def _rho_hessian(ao: np.ndarray, dm: np.ndarray) -> np.ndarray:
     """Second derivatives of rho = sum_mn D_mn phi_m phi_n from AO values up to second order.
 

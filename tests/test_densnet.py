@@ -1,0 +1,168 @@
+"""DenSNet: the density-basis layout against PySCF (rotations, dipoles, electron counts), equivariance of
+the model with a control that must fail, forces against finite differences, and train/save/load/predict."""
+
+import e3nn_jax as e3nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dft_operators import api, molecule, reference, units
+from dft_operators.data.conformers import random_rotation
+from dft_operators.data.generate import GenerationSettings, generate
+from dft_operators.io.dataset import Dataset
+from dft_operators.models import create_model, densnet, model_config
+from dft_operators.nn.graph import build_atom_graph
+from dft_operators.workflows import densnet as workflow
+
+CONFIG = model_config("densnet", preset="tiny")
+IRREPS = e3nn.Irreps(CONFIG.basis_irreps)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Water and methane, 2 displaced conformers each: all-electron LDA/def2-svp, coefficients and forces."""
+    out = str(tmp_path_factory.mktemp("densnet") / "dens.h5")
+    settings = GenerationSettings(kinds=("coefficients",), level=reference.ALL_ELECTRON, n_conformers=2,
+                                  displacement=0.05, forces=True)
+    generate([molecule.builtin("water"), molecule.builtin("methane")], out, settings, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tables(data):
+    ds = Dataset(data)
+    numbers = np.concatenate([ds.record(r)["numbers"] for r in ds.ids])
+    t = workflow.element_tables(numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)
+    return workflow.fit_baselines(t, workflow.load_arrays(ds, ds.ids, t))
+
+
+@pytest.fixture(scope="module")
+def model(tables):
+    """The tiny model with random (non-zero) output layers, so that both networks matter."""
+    module = create_model("densnet", CONFIG)
+    basis, baseline = workflow.model_arrays(tables, CONFIG.max_atomic_number)
+    mol = molecule.builtin("water")
+    graph = build_atom_graph(mol.numbers, mol.positions)
+    params = jax.jit(module.init)(jax.random.PRNGKey(0), graph, basis, baseline, 10.0)
+    key = jax.random.PRNGKey(1)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: 0.3 * jax.random.normal(jax.random.fold_in(key, len(str(path))), x.shape)
+        if any(k in str(path) for k in ("coefficient_readout", "energy_out")) else x, params)
+    return module, params, basis, baseline
+
+
+def _model_layout(tables, mol, fit):
+    return workflow.to_model_layout(tables, mol.numbers, fit["aux_labels"], fit["coefficients"])
+
+
+def test_harmonic_maps_are_scaled_rotations():
+    # PySCF's real harmonics and e3nn's span the same space: M_l M_l^T is a multiple of the identity.
+    for l, m in enumerate(workflow.harmonic_maps(4)):
+        gram = m @ m.T
+        np.testing.assert_allclose(gram, gram[0, 0] * np.eye(2 * l + 1), atol=1e-10)
+
+
+def test_layout_round_trip_and_free_atoms(data, tables):
+    ds = Dataset(data)
+    r = ds.record(ds.ids[0])
+    c = workflow.to_model_layout(tables, r["numbers"], r["coefficients/aux_labels"], r["coefficients/c"])
+    np.testing.assert_allclose(workflow.to_pyscf_order(tables, r["numbers"], c), r["coefficients/c"], atol=1e-10)
+    for z, t in tables["elements"].items():  # the atomic baseline holds each atom's electrons exactly
+        assert np.dot(t["charges"], t["atomic"]) == pytest.approx(int(z), abs=1e-9)
+
+
+def test_reference_dipole_matches_pyscf(data, tables):
+    ds = Dataset(data)
+    basis, _ = workflow.model_arrays(tables, CONFIG.max_atomic_number)
+    arrays = workflow.load_arrays(ds, ds.ids, tables)
+    for i in range(len(ds.ids)):
+        graph = workflow.graph_of({k: v[i] for k, v in arrays.items()})
+        mu = densnet.dipole(jnp.asarray(arrays["coefficients"][i]), graph, basis)
+        error_debye = np.linalg.norm(np.asarray(mu) - arrays["dipole"][i]) * units.DEBYE_PER_AU
+        assert error_debye < 0.01, (ds.ids[i], error_debye)
+
+
+def test_fitted_coefficients_rotate_with_wigner_matrices(tables, monkeypatch):
+    # Rotating the molecule and refitting with PySCF gives D(R) c in the model's layout. Control: a layout
+    # that keeps PySCF's component order (identity maps) must fail, so the check can see a wrong convention.
+    mol = molecule.builtin("water")
+    rotation = random_rotation(np.random.default_rng(3))
+    fits = [reference.fit_coefficients(reference.run_ks(m, reference.ALL_ELECTRON).density)
+            for m in (mol, mol.with_positions(mol.positions @ rotation.T))]
+    wigner = np.asarray(IRREPS.D_from_matrix(jnp.asarray(rotation)))
+
+    def rotation_error(t):  # relative to the l > 0 coefficients (the s ones, much larger, rotate trivially)
+        c, c_rot = (_model_layout(t, mol, f) for f in fits)
+        return np.abs(c_rot - c @ wigner.T).max() / np.abs(c[:, IRREPS[0].dim:]).max()
+
+    assert rotation_error(tables) < 1e-3
+    monkeypatch.setattr(workflow, "harmonic_maps", lambda lmax: [np.eye(2 * l + 1) for l in range(lmax + 1)])
+    assert rotation_error(workflow.element_tables(mol.numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)) > 1e-2
+
+
+def test_model_is_equivariant_and_conserves_electrons(model):
+    module, params, basis, baseline = model
+    mol = molecule.builtin("methanol")
+    rotation = random_rotation(np.random.default_rng(5))
+    shift = np.array([0.3, -1.0, 2.0])
+    outs = [jax.jit(densnet.predict_all, static_argnums=0)(
+        module, params, build_atom_graph(mol.numbers, positions), basis, baseline, float(mol.n_electrons))
+        for positions in (mol.positions, mol.positions @ rotation.T + shift)]
+    wigner = np.asarray(IRREPS.D_from_matrix(jnp.asarray(rotation)))
+    c, c_rot = (np.asarray(o["coefficients"]) for o in outs)
+    scale = np.abs(c[:, IRREPS[0].dim:]).max()  # the l > 0 part (the s part is larger and rotates trivially)
+    assert scale > 0
+    np.testing.assert_allclose(c_rot, c @ wigner.T, atol=1e-3 * scale)
+    assert np.abs(c_rot - c @ wigner).max() > 0.1 * scale  # the inverse rotation is wrong (control)
+    assert float(outs[1]["energy"]) == pytest.approx(float(outs[0]["energy"]), abs=2e-5)
+    forces = np.asarray(outs[0]["forces"])
+    largest = np.abs(forces).max()
+    assert largest > 1e-6  # the energy network is not flat
+    np.testing.assert_allclose(outs[1]["forces"], forces @ rotation.T, atol=1e-3 * largest)
+    np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-3 * largest)  # translation invariance
+    for o in outs:
+        charges = np.asarray(basis.charges)[mol.numbers]
+        assert float((charges * np.asarray(o["coefficients"])).sum()) == pytest.approx(mol.n_electrons, rel=1e-5)
+
+
+def test_forces_match_finite_differences(model):
+    module, params, basis, baseline = model
+    mol = molecule.builtin("water")
+    with jax.enable_x64(True):
+        to64 = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+            lambda x: jnp.asarray(x, jnp.float64) if jnp.asarray(x).dtype.kind == "f" else x, tree)
+        graph = to64(build_atom_graph(mol.numbers, mol.positions))
+        p64, b64, e64 = to64(params), to64(basis), to64(baseline)
+        out = jax.jit(densnet.predict_all, static_argnums=0)(module, p64, graph, b64, e64, 10.0)
+        energy = jax.jit(lambda r: module.apply(p64, graph.replace(atom_positions=r), b64, e64, 10.0)[1])
+        step = 1e-4
+        for atom, axis in ((0, 0), (1, 2), (2, 1)):
+            energies = [energy(graph.atom_positions.at[atom, axis].add(sign * step)) for sign in (1, -1)]
+            numeric = -(energies[0] - energies[1]) / (2 * step)
+            assert float(out["forces"][atom, axis]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-8)
+
+
+def test_train_save_load_predict_md_ir(data, tmp_path):
+    from conftest import run_cli
+
+    out = str(tmp_path / "model")
+    summary = api.train("densnet", data, out, {"preset": "tiny", "train": {"epochs": 2}, "held_out": ["methane"]},
+                        progress=False)
+    assert summary["epochs"] == 2 and np.isfinite(summary["val"]["loss"])
+    model = api.load_model(out)
+    water = molecule.builtin("water")
+    pred = api.predict(model, water, str(tmp_path / "water.cube"))
+    # A 0.2 Bohr box misses part of the 1s cusp; PySCF's own density on the same box misses the same part.
+    exact_on_box = pred["grid"].integrate(reference.density_on_box(
+        reference.run_ks(water, reference.ALL_ELECTRON).density, pred["grid"]))
+    assert pred["n_electrons"] == pytest.approx(exact_on_box, abs=0.02)
+    assert np.all(np.isfinite(pred["forces"])) and len(pred["dipole_debye"]) == 3
+    metrics = api.evaluate(model, data)
+    assert {"density_l2", "energy_error_kcal_mol", "force_mae_kcal_mol_a", "dipole_error_debye"} <= set(metrics)
+    traj = str(tmp_path / "traj.npz")
+    md = api.md(water, model, steps=40, dt_fs=0.25, out=traj, progress=False)
+    assert md["steps"] == 40 and len(md["trajectory"].potential) == 41 and np.isfinite(md["energy_drift"])
+    ir = __import__("json").loads(run_cli("ir", traj, "--png", str(tmp_path / "ir.png"), "--max-cm1", "3000",
+                                          "--json").stdout.strip().splitlines()[-1])
+    assert isinstance(ir["peaks_cm1"], list) and (tmp_path / "ir.png").exists()
