@@ -96,8 +96,11 @@ def cmd_predict(args) -> dict:
     result = api.predict(args.model, _molecule(args), args.cube, refine=args.refine)
     print(f"wrote {args.cube}: {result['n_electrons']:.4f} electrons on a {result['grid'].shape} box "
           f"in {result['seconds']:.3f} s", file=sys.stderr)
+    extras = {k: result[k] for k in ("energy_hartree", "dipole_debye") if k in result}
+    if "forces" in result:
+        extras["forces_hartree_per_bohr"] = result["forces"].tolist()
     return {"seconds": result["seconds"], "n_electrons": result["n_electrons"], "level": result["level"],
-            "cube": args.cube, "shape": list(result["grid"].shape), "spacing": result["grid"].spacing}
+            "cube": args.cube, "shape": list(result["grid"].shape), "spacing": result["grid"].spacing, **extras}
 
 
 def cmd_evaluate(args) -> dict:

@@ -18,6 +18,17 @@ def key():
     return jax.random.PRNGKey(0)
 
 
+@pytest.fixture(scope="module")
+def one_pyscf_thread():
+    """PySCF on one OpenMP thread: bitwise-reproducible sums, and no spinning threads on a shared machine."""
+    from pyscf import lib
+
+    threads = lib.num_threads()
+    lib.num_threads(1)
+    yield
+    lib.num_threads(threads)
+
+
 def run_cli(*args, env=None, check=True, timeout=600):
     """Runs ``dft-operators`` in a subprocess; returns the CompletedProcess (text)."""
     proc = subprocess.run([sys.executable, "-m", "dft_operators.cli", *map(str, args)], capture_output=True,

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from pyscf import dft, gto, lib
+from pyscf import dft, gto
 from pyscf.gto import pp_int
 
 from dft_operators.grids import UniformGrid
@@ -19,13 +19,7 @@ from dft_operators.reference.potentials import ionic_potential, potential_matrix
 VALENCE = Level()  # LDA, gth-dzvp, gth-pade
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """PySCF on one OpenMP thread: bitwise-reproducible sums, and no spinning threads on a shared machine."""
-    threads = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_pyscf_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ forces, intensities follow from dipole derivatives (with symmetry and a dipole-f
 
 import numpy as np
 import pytest
-from pyscf import lib
 from scipy import constants
 
 from dft_operators import units
@@ -13,13 +12,7 @@ from dft_operators.reference import Level, SCFError, harmonic_ir, optimize_geome
 SMALL = Level(xc="lda,pw", basis="6-31g", pseudo=None)  # all-electron, seconds per Hessian
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """PySCF on one OpenMP thread: reproducible sums, and no spinning threads on a shared machine."""
-    threads = lib.num_threads()
-    lib.num_threads(1)
-    yield
-    lib.num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_pyscf_thread")
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,21 @@ class PointsToAtoms(nn.Module):
         return e3nn.scatter_sum(messages, dst=graph.edge_atom, output_size=graph.atom_positions.shape[0])
 
 
+def _bond_messages(graph, h, lmax_sh: int, irreps_out, with_neighbour: bool, hidden: int, n_basis: int,
+                   cutoff: float, r0: float) -> e3nn.IrrepsArray:
+    """sum_b R(|r_ab|) m_b over the neighbours b of every atom a, m_b = [h_b (x) Y(r_ab)]_(irreps_out), with
+    h_b itself prepended when ``with_neighbour``; one radial weight per irrep of m. Called inside a compact
+    module's ``__call__`` (it creates that module's ``RadialFilter``). Returns [n_atoms, irreps of m]."""
+    vec, r = _edge_geometry(graph.atom_positions[graph.bond_sender], graph.atom_positions[graph.bond_receiver],
+                            graph.bond_mask)
+    sh = _spherical_harmonics(lmax_sh, vec)
+    neighbour = h[graph.bond_sender]  # [n_bonds, irreps]
+    messages = e3nn.tensor_product(neighbour, sh, filter_ir_out=irreps_out)
+    messages = (e3nn.concatenate([neighbour, messages]) if with_neighbour else messages).regroup()  # [n_bonds, irreps']
+    mix = RadialFilter(messages.irreps.num_irreps, hidden, n_basis, cutoff, r0)(r, graph.bond_mask)  # [n_bonds, n_irreps]
+    return e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])
+
+
 class AtomInteraction(nn.Module):
     """One residual message-passing layer between atoms (module docstring); keeps the irreps of its input."""
 
@@ -106,15 +121,8 @@ class AtomInteraction(nn.Module):
 
     @nn.compact
     def __call__(self, graph: MolecularGraph, h: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
-        vec, r = _edge_geometry(graph.atom_positions[graph.bond_sender], graph.atom_positions[graph.bond_receiver],
-                                graph.bond_mask)
-        sh = _spherical_harmonics(self.lmax, vec)
-        neighbour = h[graph.bond_sender]  # [n_bonds, irreps]
-        messages = e3nn.concatenate(
-            [neighbour, e3nn.tensor_product(neighbour, sh, filter_ir_out=h.irreps)]).regroup()  # [n_bonds, irreps']
-        radial = RadialFilter(messages.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)
-        mix = radial(r, graph.bond_mask)  # [n_bonds, n_irreps]
-        summed = e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])  # [n_atoms, irreps']
+        summed = _bond_messages(graph, h, self.lmax, h.irreps, True, self.hidden, self.n_basis, self.cutoff,
+                                self.r0)  # [n_atoms, irreps']
         n_gates = sum(mul for mul, ir in h.irreps if ir.l > 0)
         gate_irreps = (e3nn.Irreps(f"{n_gates}x0e") + h.irreps).regroup()
         update = (e3nn.flax.Linear(gate_irreps, force_irreps_out=True, name="self")(h)
@@ -164,12 +172,8 @@ class NeighbourTensorReadout(nn.Module):
     def __call__(self, graph, h: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
         """graph: any graph with ``atom_positions`` and ``bond_*`` fields; h [n_atoms, irreps] -> [n_atoms, irreps_out]."""
         irreps_out = e3nn.Irreps(self.irreps_out)
-        vec, r = _edge_geometry(graph.atom_positions[graph.bond_sender], graph.atom_positions[graph.bond_receiver],
-                                graph.bond_mask)
-        sh = _spherical_harmonics(irreps_out.lmax, vec)
         lmax_in = max(ir.l for _, ir in h.irreps)
         small = e3nn.flax.Linear(irreps_up_to(self.channels, lmax_in), name="compress")(h)  # [n_atoms, irreps_c]
-        messages = e3nn.tensor_product(small[graph.bond_sender], sh, filter_ir_out=irreps_out).regroup()  # [n_bonds, irreps']
-        mix = RadialFilter(messages.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)(r, graph.bond_mask)
-        summed = e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])
+        summed = _bond_messages(graph, small, irreps_out.lmax, irreps_out, False, self.hidden, self.n_basis,
+                                self.cutoff, self.r0)
         return e3nn.flax.Linear(irreps_out, force_irreps_out=True, name="out")(summed)
