@@ -235,6 +235,7 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
             + task.dipole_weight * jnp.sum(dipole_error**2) / 3.0 / task.dipole_scale**2)
     return {"loss": loss,
             "density_l2": jnp.sqrt(density_sq),
+            "coefficient_nmae_percent": 100.0 * jnp.sum(jnp.abs(delta)) / jnp.sum(jnp.abs(row["coefficients"])),
             "energy_error_kcal_mol": jnp.abs(energy_error) * units.HARTREE_TO_KCAL_PER_MOL,
             "force_mae_kcal_mol_a": jnp.sum(jnp.abs(force_error)) / n_components
             * units.HARTREE_TO_KCAL_PER_MOL / units.ANGSTROM_PER_BOHR,
