@@ -244,8 +244,10 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
 
 
 def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_relative: float = 0.05,
-       reference_peaks: list[tuple[float, float]] | None = None) -> dict:
-    """IR spectrum of a saved trajectory from its dipole autocorrelation (``dynamics.ir_spectrum``).
+       reference_peaks: list[tuple[float, float]] | None = None, max_lag_fs: float | None = 2000.0,
+       min_cm1: float = 400.0) -> dict:
+    """IR spectrum of a saved trajectory from its dipole autocorrelation (``dynamics.ir_spectrum``), the
+    correlation kept to ``max_lag_fs`` (resolution ~17 cm^-1 at 2000 fs; None: the whole run).
 
     Returns {"peaks_cm1" [cm^-1], "peaks" [{"cm1", "relative_intensity"}], "wavenumbers_cm1", "intensity",
     "png"}; with ``png`` the spectrum is plotted there, with ``reference_peaks`` (cm^-1, relative
@@ -254,8 +256,9 @@ def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_rel
     from dft_operators import dynamics
 
     traj = dynamics.load_trajectory(trajectory)
-    wavenumbers, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1)
-    peaks = dynamics.ir_peaks(wavenumbers, intensity, min_relative)
+    wavenumbers, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1,
+                                                  max_lag_fs=max_lag_fs)
+    peaks = dynamics.ir_peaks(wavenumbers, intensity, min_relative, min_cm1)
     if png:
         dynamics.plot_ir(png, wavenumbers, intensity, peaks, reference_peaks)
     return {"peaks_cm1": [p["cm1"] for p in peaks], "peaks": peaks, "wavenumbers_cm1": wavenumbers,
@@ -267,9 +270,21 @@ def ase_calculator(model: Model | str):
     from dft_operators import dynamics
 
     model = _densnet(model)
+    params = jax.tree_util.tree_map(jax.numpy.asarray, model.params)  # device arrays: indexed by traced species
 
     def energy_fn(numbers, positions):
         mol = Molecule(np.asarray(numbers), np.zeros((len(numbers), 3)), name="ase")
-        return densnet.molecule_potential(model.card, model.module, model.params, mol)(positions)
+        return densnet.molecule_potential(model.card, model.module, params, mol)(positions)
 
     return dynamics.AseCalculator(energy_fn)
+
+
+def harmonic_frequencies(molecule: Molecule, model: Model | str) -> np.ndarray:
+    """Harmonic wavenumbers (cm^-1, ascending; imaginary ones negative) of a DenSNet surface at the
+    molecule's geometry, from ``jax.hessian`` in float64 (``dynamics.harmonic_frequencies``)."""
+    from dft_operators import dynamics
+
+    model = _densnet(model)
+    with jax.enable_x64(True):
+        potential = _float64(densnet.molecule_potential(model.card, model.module, model.params, molecule))
+        return dynamics.harmonic_frequencies(potential, molecule.positions, molecule.masses)

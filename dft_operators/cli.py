@@ -144,7 +144,8 @@ def cmd_md(args) -> dict:
 def cmd_ir(args) -> dict:
     from dft_operators import api
 
-    result = api.ir(args.trajectory, args.png, max_cm1=args.max_cm1, min_relative=args.min_relative)
+    result = api.ir(args.trajectory, args.png, max_cm1=args.max_cm1, min_relative=args.min_relative,
+                    max_lag_fs=args.max_lag if args.max_lag > 0 else None)
     print("IR peaks (cm^-1, relative intensity): " + ", ".join(
         f"{p['cm1']:.0f} ({p['relative_intensity']:.2f})" for p in result["peaks"]), file=sys.stderr)
     return {"peaks_cm1": result["peaks_cm1"], "peaks": result["peaks"], "png": args.png}
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", help="plot the spectrum to this PNG")
     p.add_argument("--max-cm1", type=float, default=4000.0, help="highest wavenumber, cm^-1")
     p.add_argument("--min-relative", type=float, default=0.05, help="smallest peak reported, relative to the max")
+    p.add_argument("--max-lag", type=float, default=2000.0,
+                   help="longest correlation lag in fs (sets the resolution); 0 uses the whole run")
 
     p = sub.add_parser("quickstart", parents=[common], help="small end-to-end run against PySCF")
     p.add_argument("--workdir", default="quickstart-run", help="where data and models go")

@@ -160,6 +160,13 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     assert np.all(np.isfinite(pred["forces"])) and len(pred["dipole_debye"]) == 3
     metrics = api.evaluate(model, data)
     assert {"density_l2", "energy_error_kcal_mol", "force_mae_kcal_mol_a", "dipole_error_debye"} <= set(metrics)
+    from ase import Atoms  # the ASE calculator gives the same energy and forces in ASE's units
+
+    atoms = Atoms(numbers=water.numbers, positions=water.positions * units.ANGSTROM_PER_BOHR)
+    atoms.calc = api.ase_calculator(model)
+    assert atoms.get_potential_energy() == pytest.approx(pred["energy_hartree"] * units.HARTREE_TO_EV, abs=1e-3)
+    np.testing.assert_allclose(atoms.get_forces(), pred["forces"] * units.HARTREE_TO_EV / units.ANGSTROM_PER_BOHR,
+                               atol=1e-3)
     traj = str(tmp_path / "traj.npz")
     md = api.md(water, model, steps=40, dt_fs=0.25, out=traj, progress=False)
     assert md["steps"] == 40 and len(md["trajectory"].potential) == 41 and np.isfinite(md["energy_drift"])
