@@ -273,7 +273,9 @@ def ase_calculator(model: Model | str):
     params = jax.tree_util.tree_map(jax.numpy.asarray, model.params)  # device arrays: indexed by traced species
 
     def energy_fn(numbers, positions):
-        mol = Molecule(np.asarray(numbers), np.zeros((len(numbers), 3)), name="ase")
+        # The graph is built once per element list (its positions are replaced by ASE's), so any valid
+        # placeholder geometry does: atoms 2 Bohr apart on a line.
+        mol = Molecule(np.asarray(numbers), 2.0 * np.arange(len(numbers))[:, None] * np.eye(3)[0], name="ase")
         return densnet.molecule_potential(model.card, model.module, params, mol)(positions)
 
     return dynamics.AseCalculator(energy_fn)
