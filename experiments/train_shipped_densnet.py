@@ -68,7 +68,8 @@ def main():
     test = api.evaluate(model_dir, paths["test"])
     nmae = density_nmae(model_dir, paths["test"], data["nmae_records"])
     test.update(nmae_percent=nmae["model_vs_ks"], nmae_vs_fit_percent=nmae["model_vs_fit"],
-                fit_nmae_percent=nmae["fit_vs_ks"], atoms_nmae_percent=nmae["atoms_vs_ks"], nmae_records=nmae["records"])
+                fit_nmae_percent=nmae["fit_vs_ks"], atoms_nmae_percent=nmae["atoms_vs_ks"],
+                nmae_records=nmae["records"])
     if not args.no_ship:
         checkpoint.export_model(
             model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
