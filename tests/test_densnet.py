@@ -53,7 +53,8 @@ def model(tables):
 
 
 def _model_layout(tables, mol, fit):
-    return workflow.to_model_layout(tables, mol.numbers, fit["aux_labels"], fit["coefficients"])
+    maps = workflow.layout_maps(tables)
+    return workflow.to_model_layout(maps, mol.numbers, fit["aux_labels"], fit["coefficients"])
 
 
 def test_harmonic_maps_are_scaled_rotations():
@@ -66,7 +67,8 @@ def test_harmonic_maps_are_scaled_rotations():
 def test_layout_round_trip_and_free_atoms(data, tables):
     ds = Dataset(data)
     r = ds.record(ds.ids[0])
-    c = workflow.to_model_layout(tables, r["numbers"], r["coefficients/aux_labels"], r["coefficients/c"])
+    c = workflow.to_model_layout(workflow.layout_maps(tables), r["numbers"], r["coefficients/aux_labels"],
+                                 r["coefficients/c"])
     np.testing.assert_allclose(workflow.to_pyscf_order(tables, r["numbers"], c), r["coefficients/c"], atol=1e-10)
     for z, t in tables["elements"].items():  # the atomic baseline holds each atom's electrons exactly
         assert np.dot(t["charges"], t["atomic"]) == pytest.approx(int(z), abs=1e-9)

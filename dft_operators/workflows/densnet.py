@@ -120,13 +120,16 @@ def element_tables(numbers, level, basis_irreps: str) -> dict:
             "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in elements.items()}}
 
 
-def to_model_layout(tables: dict, numbers, labels, coefficients) -> np.ndarray:
-    """PySCF-ordered coefficients [n_aux] of a molecule (``aux_labels`` [n_aux, 3]) -> [n_atoms, D]."""
-    rows = []
-    for a, z in enumerate(numbers):
-        block = np.asarray(coefficients)[np.asarray(labels)[:, 0] == a]
-        rows.append(np.linalg.pinv(np.asarray(tables["elements"][str(int(z))]["to_pyscf"])) @ block)
-    return np.stack(rows)
+def layout_maps(tables: dict) -> dict[int, np.ndarray]:
+    """{atomic number: [D, n_f] matrix from PySCF's order to the model layout}, the inverse of "to_pyscf"."""
+    return {int(z): np.linalg.pinv(np.asarray(t["to_pyscf"])) for z, t in tables["elements"].items()}
+
+
+def to_model_layout(maps: dict[int, np.ndarray], numbers, labels, coefficients) -> np.ndarray:
+    """PySCF-ordered coefficients [n_aux] of a molecule (``aux_labels`` [n_aux, 3]) -> [n_atoms, D], with the
+    per-element ``layout_maps``."""
+    atom_of = np.asarray(labels)[:, 0]
+    return np.stack([maps[int(z)] @ np.asarray(coefficients)[atom_of == a] for a, z in enumerate(numbers)])
 
 
 def to_pyscf_order(tables: dict, numbers, coefficients) -> np.ndarray:
@@ -170,11 +173,12 @@ def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None =
     for r in records[:1]:
         _check(ds, r)
     n_atoms = n_atoms or max(len(r["numbers"]) for r in records)
+    maps = layout_maps(tables)
     rows = []
     for r in records:
         numbers = np.asarray(r["numbers"])
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
-        c = to_model_layout(tables, numbers, r["coefficients/aux_labels"], r["coefficients/c"])
+        c = to_model_layout(maps, numbers, r["coefficients/aux_labels"], r["coefficients/c"])
         pad = ((0, n_atoms - len(numbers)), (0, 0))
         rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
                      "coefficients": np.pad(c, pad), "forces": np.pad(np.asarray(r["forces"]), pad),
@@ -259,9 +263,9 @@ def objective(module, tables: dict, task: DensityTask) -> Objective:
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: DensityTask, module):
     """(objective, train arrays, validation arrays or None, card entries) for the training loop."""
     level = reference.Level(**ds.metadata["level"])
-    numbers = np.concatenate([ds.record(rid)["numbers"] for rid in train_ids + val_ids])
-    tables = element_tables(numbers, level, module.basis_irreps)
-    n_atoms = max(len(ds.record(rid)["numbers"]) for rid in train_ids + val_ids)
+    numbers = [ds.record(rid)["numbers"] for rid in train_ids + val_ids]
+    tables = element_tables(np.concatenate(numbers), level, module.basis_irreps)
+    n_atoms = max(len(n) for n in numbers)
     train = load_arrays(ds, train_ids, tables, n_atoms)
     val = load_arrays(ds, val_ids, tables, n_atoms) if val_ids else None
     tables = fit_baselines(tables, train)
