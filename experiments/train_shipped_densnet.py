@@ -19,6 +19,7 @@ from dft_operators import api, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
+from dft_operators.training import metrics
 from dft_operators.workflows import densnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,10 +80,8 @@ def main():
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     shutil.copy(os.path.join(model_dir, "learning_curve.png"),
                 os.path.join(HERE, "results", f"{name}_learning_curve.png"))
-    with open(os.path.join(model_dir, "log.jsonl")) as f:
-        log = [json.loads(line) for line in f if line.strip()]
     result = {"generation": generation, "training": summary, "test": test, "config": {**config, "data": data},
-              "log": log}
+              "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
     with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps({"test": test, "epochs": summary["epochs"]}))

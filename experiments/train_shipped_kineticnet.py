@@ -18,7 +18,7 @@ from dft_operators import api, molecule, physics, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
-from dft_operators.training import loop
+from dft_operators.training import loop, metrics
 from dft_operators.workflows import kinetic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,16 +87,11 @@ def main():
                 os.path.join(HERE, "results", f"{name}_learning_curve.png"))
     result = {"generation": generation, "training": summary, "test": test, "test_records": records,
               "test_classical": baselines,
-              "config": {**config, "data": data}, "log": checkpoint_log(model_dir)}
+              "config": {**config, "data": data},
+              "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
     with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps({"test": test, "test_classical": baselines, "epochs": summary["epochs"]}))
-
-
-def checkpoint_log(model_dir: str) -> list[dict]:
-    """The per-epoch log of the training run (the learning curve's numbers)."""
-    with open(os.path.join(model_dir, "log.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 if __name__ == "__main__":
