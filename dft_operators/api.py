@@ -142,7 +142,9 @@ def load_model(model: str) -> Model:
         raise checkpoint.CheckpointError(f"{directory}: unknown model kind {card.get('kind')!r}")
     config = models.model_config(card["kind"], card["model_config"])
     module = models.create_model(card["kind"], config)
-    params = jax.tree_util.tree_map(np.asarray, checkpoint.load_params(directory))
+    # Device arrays, not NumPy: e3nn's species-indexed weights must be indexable by traced arrays when a
+    # jitted function closes over the parameters (ASE calculators, user pipelines).
+    params = jax.tree_util.tree_map(jax.numpy.asarray, checkpoint.load_params(directory))
     return Model(os.path.basename(os.path.normpath(directory)), directory, card, module, params)
 
 
@@ -270,13 +272,12 @@ def ase_calculator(model: Model | str):
     from dft_operators import dynamics
 
     model = _densnet(model)
-    params = jax.tree_util.tree_map(jax.numpy.asarray, model.params)  # device arrays: indexed by traced species
 
     def energy_fn(numbers, positions):
         # The graph is built once per element list (its positions are replaced by ASE's), so any valid
         # placeholder geometry does: atoms 2 Bohr apart on a line.
         mol = Molecule(np.asarray(numbers), 2.0 * np.arange(len(numbers))[:, None] * np.eye(3)[0], name="ase")
-        return densnet.molecule_potential(model.card, model.module, params, mol)(positions)
+        return densnet.molecule_potential(model.card, model.module, model.params, mol)(positions)
 
     return dynamics.AseCalculator(energy_fn)
 
