@@ -338,9 +338,25 @@ def density_nmae(card: dict, module, params, molecule: Molecule, grid_level: int
     predicted = density_at(card, molecule, properties(card, module, params, molecule)["coefficients"], points)
     atoms = np.stack([card["tables"]["elements"][str(int(z))]["atomic"] for z in molecule.numbers])
     free_atoms = density_at(card, molecule, atoms, points)
+    return {"model_vs_ks": _nmae(predicted, ks, weights), "model_vs_fit": _nmae(predicted, fit, weights),
+            "fit_vs_ks": _nmae(fit, ks, weights), "atoms_vs_ks": _nmae(free_atoms, ks, weights)}
 
-    def nmae(a, b):
-        return float(100.0 * weights @ np.abs(a - b) / (weights @ b))
 
-    return {"model_vs_ks": nmae(predicted, ks), "model_vs_fit": nmae(predicted, fit), "fit_vs_ks": nmae(fit, ks),
-            "atoms_vs_ks": nmae(free_atoms, ks)}
+def _nmae(rho, reference_rho, weights) -> float:
+    """int |rho - rho_ref| / int rho_ref in percent, by quadrature."""
+    return float(100.0 * weights @ np.abs(rho - reference_rho) / (weights @ reference_rho))
+
+
+def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_level: int = 2) -> float:
+    """Mean density NMAE (percent) of the model against the records' own fitted densities (the targets it
+    learns), on PySCF's molecular quadrature of each geometry: ``evaluate``'s nmae_percent."""
+    level = reference.Level(**card["level"])
+    errors = []
+    for rid in ids:
+        r = ds.record(rid)
+        mol = Molecule(np.asarray(r["numbers"]), np.asarray(r["positions"]), int(r["charge"]), int(r["spin"]))
+        points, weights = reference.molecular_quadrature(mol, level, grid_level)
+        target = density_basis.aux_density(mol, level, np.asarray(r["coefficients/c"]), points)
+        predicted = density_at(card, mol, properties(card, module, params, mol)["coefficients"], points)
+        errors.append(_nmae(predicted, target, weights))
+    return float(np.mean(errors))
