@@ -11,7 +11,6 @@ Writes experiments/results/densnet_alkanes.json (per test molecule: density NMAE
 force MAE, dipole error).
 """
 
-import argparse
 import json
 import os
 
@@ -21,6 +20,7 @@ from dft_operators import api, molecule
 from dft_operators.data.generate import generate
 from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import densnet
+import common
 from train_shipped_densnet import data_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,15 +47,10 @@ def per_molecule(model_dir: str, test_data: str, nmae_records: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.path.join(HERE, "configs", "densnet_alkanes.json"))
-    parser.add_argument("--workdir", default="runs/densnet_alkanes")
-    parser.add_argument("--workers", type=int, default=1)
+    parser = common.config_parser(__doc__, "densnet_alkanes.json", "runs/densnet_alkanes", workers=1)
     parser.add_argument("--only-data", action="store_true", help="generate the datasets and stop")
     args = parser.parse_args()
-    with open(args.config) as f:
-        config = json.load(f)
-    data = config.pop("data")
+    config, data = common.read_config(args.config)
     os.makedirs(args.workdir, exist_ok=True)
     paths, generation = {}, {}
     for split in ("train", "test"):

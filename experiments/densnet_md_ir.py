@@ -6,8 +6,11 @@ float64 with the model's dipole along the way; the IR spectrum from the dipole a
 (``dynamics.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1 resolution, harmonic
 quantum correction). Each strong harmonic band (>= 10 % of the strongest) is matched to the nearest MD
 peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
-Run: python experiments/densnet_md_ir.py [--model densnet-ethanol] [--ps 10] [--dt 0.5]
-Writes experiments/results/densnet_ethanol_md_ir.json and densnet_ethanol_ir.png.
+Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
+temperature (--temperature 50) its peaks approach the harmonic frequencies of the surface, the like-for-like
+comparison with PySCF's harmonic IR.
+Run: python experiments/densnet_md_ir.py [--model densnet-ethanol] [--ps 10] [--dt 0.5] [--temperature 300]
+Writes experiments/results/densnet_ethanol_md_ir_<T>K.json and densnet_ethanol_ir_<T>K.png.
 """
 
 import argparse
@@ -44,7 +47,8 @@ def main():
         harmonic = json.load(f)
     start = molecule.from_xyz(harmonic["geometry_xyz_angstrom"], name="ethanol")
     os.makedirs(args.workdir, exist_ok=True)
-    traj_path = os.path.join(args.workdir, "ethanol_nve.npz")
+    tag = f"{args.temperature:g}K"  # every temperature has its own trajectory and results
+    traj_path = os.path.join(args.workdir, f"ethanol_nve_{tag}.npz")
     steps = int(round(args.ps * 1000 / args.dt))
     if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused
         traj = dynamics.load_trajectory(traj_path)
@@ -57,7 +61,7 @@ def main():
     strongest = max(b["intensity_km_mol"] for b in harmonic["strong_bands"])
     sticks = [(f, i / max(harmonic["intensities_km_mol"])) for f, i in
               zip(harmonic["frequencies_cm1"], harmonic["intensities_km_mol"])]
-    ir = api.ir(traj_path, os.path.join(HERE, "results", "densnet_ethanol_ir.png"), min_relative=0.02,
+    ir = api.ir(traj_path, os.path.join(HERE, "results", f"densnet_ethanol_ir_{tag}.png"), min_relative=0.02,
                 reference_peaks=sticks, max_lag_fs=args.max_lag, min_cm1=100.0)
     bands = match_bands(harmonic["strong_bands"], ir["peaks"])
     # The model's own harmonic frequencies at PySCF's minimum separate surface errors from anharmonicity.
@@ -76,7 +80,7 @@ def main():
               "model_harmonic_strong_mae_cm1": float(np.mean([abs(harmonic_error[b["mode"]])
                                                               for b in harmonic["strong_bands"]])),
               "mean_abs_difference_cm1": float(np.mean([abs(b["difference_cm1"]) for b in bands]))}
-    with open(os.path.join(HERE, "results", "densnet_ethanol_md_ir.json"), "w") as f:
+    with open(os.path.join(HERE, "results", f"densnet_ethanol_md_ir_{tag}.json"), "w") as f:
         json.dump(result, f, indent=1)
     print("harmonic, PySCF vs DenSNet (cm^-1):", " ".join(f"{a:.0f}/{b:.0f}" for a, b in
                                                           zip(harmonic["frequencies_cm1"], model_harmonic)))

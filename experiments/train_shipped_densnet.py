@@ -8,7 +8,6 @@ Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--o
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
 from dft_operators.training import metrics
 from dft_operators.workflows import densnet
+import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = "densnet-ethanol"
@@ -49,16 +49,11 @@ def make_data(data: dict, workdir: str, workers: int) -> tuple[dict, dict]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.path.join(HERE, "configs", "densnet_ethanol.json"))
-    parser.add_argument("--workdir", default="runs/densnet_ethanol")
-    parser.add_argument("--workers", type=int, default=2)
+    parser = common.config_parser(__doc__, "densnet_ethanol.json", "runs/densnet_ethanol")
     parser.add_argument("--only-data", action="store_true", help="generate the datasets and stop")
     parser.add_argument("--no-ship", action="store_true", help="do not copy the model into the package")
     args = parser.parse_args()
-    with open(args.config) as f:
-        config = json.load(f)
-    data = config.pop("data")
+    config, data = common.read_config(args.config)
     os.makedirs(args.workdir, exist_ok=True)
     paths, generation = make_data(data, args.workdir, args.workers)
     print(json.dumps({"generation": generation}))

@@ -7,7 +7,6 @@ resumes after a kill. Run: python experiments/train_shipped_kineticnet.py [--con
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
 from dft_operators.training import loop, metrics
 from dft_operators.workflows import kinetic
+import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = "kineticnet-small"
@@ -55,15 +55,10 @@ def per_record(model_dir: str, test_data: str) -> list[dict]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.path.join(HERE, "configs", "kineticnet_small.json"))
-    parser.add_argument("--workdir", default="runs/kineticnet_small")
-    parser.add_argument("--workers", type=int, default=2)
+    parser = common.config_parser(__doc__, "kineticnet_small.json", "runs/kineticnet_small")
     parser.add_argument("--no-ship", action="store_true", help="do not copy the model into the package")
     args = parser.parse_args()
-    with open(args.config) as f:
-        config = json.load(f)
-    data = config.pop("data")
+    config, data = common.read_config(args.config)
     os.makedirs(args.workdir, exist_ok=True)
     mols = molecule.builtin_set(data["molecules"])
     paths = {split: os.path.join(args.workdir, f"{split}.h5") for split in ("train", "test")}

@@ -1,0 +1,23 @@
+"""What the experiment scripts share: the command line of a config-driven run and reading its config."""
+
+import argparse
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def config_parser(doc: str, config: str, workdir: str, workers: int = 2) -> argparse.ArgumentParser:
+    """--config (default experiments/configs/<config>), --workdir and --workers; the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", default=os.path.join(HERE, "configs", config))
+    parser.add_argument("--workdir", default=workdir)
+    parser.add_argument("--workers", type=int, default=workers, help="processes generating reference data")
+    return parser
+
+
+def read_config(path: str) -> tuple[dict, dict]:
+    """(training config, its "data" section) of a config file."""
+    with open(path) as f:
+        config = json.load(f)
+    return config, config.pop("data")
