@@ -103,6 +103,24 @@ def test_fitted_coefficients_rotate_with_wigner_matrices(tables, monkeypatch):
     assert rotation_error(workflow.element_tables(mol.numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)) > 1e-2
 
 
+def test_density_loss_metric_is_the_real_space_overlap(data, tables):
+    """The loss's metric (cross-atom overlaps included) gives int (sum c chi)^2 dr by quadrature, for random
+    coefficients on the hydrogens, whose diffuse functions overlap across atoms; a one-centre metric fails."""
+    ds = Dataset(data)
+    rid = ds.ids[0]
+    record = ds.record(rid)
+    mol = molecule.Molecule(record["numbers"], record["positions"], 0, 0)
+    overlap = workflow.load_arrays(ds, [rid], tables)["overlap"][0].astype(np.float64)  # [A, A, D, D]
+    mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
+    c = np.random.default_rng(0).normal(size=mask.shape) * mask * (mol.numbers == 1)[:, None]
+    card = {"level": reference.ALL_ELECTRON.as_dict(), "tables": tables}
+    points, weights = reference.molecular_quadrature(mol, reference.ALL_ELECTRON, grid_level=4)
+    exact = weights @ workflow.density_at(card, mol, c, points) ** 2
+    assert np.einsum("ad,abde,be->", c, overlap, c) == pytest.approx(exact, rel=1e-4)
+    one_centre = overlap * np.eye(len(c))[:, :, None, None]
+    assert abs(np.einsum("ad,abde,be->", c, one_centre, c) - exact) > 0.05 * exact
+
+
 def test_model_is_equivariant_and_conserves_electrons(model):
     module, params, basis, baseline = model
     mol = molecule.builtin("methanol")

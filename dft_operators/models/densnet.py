@@ -73,7 +73,6 @@ class DensityBasis:
       atomic: [n_Z, D] coefficients of the free spherical atom (its electrons exactly).
       charges: [n_Z, D] int chi dr of each slot (nonzero for s functions).
       moments: [n_Z, D, 3] int (r - R) chi dr (nonzero for p functions), Bohr.
-      metric: [n_Z, D, D] one-centre overlap int chi_P chi_Q dr (the loss weighs coefficient errors by it).
       mask: [n_Z, D] 1 where the element has a function in that slot.
       scale: [n_Z, D] typical size of c - c0 per slot (normalises the energy network's input).
     """
@@ -81,7 +80,6 @@ class DensityBasis:
     atomic: jax.Array
     charges: jax.Array
     moments: jax.Array
-    metric: jax.Array
     mask: jax.Array
     scale: jax.Array
 

@@ -3,9 +3,9 @@
 A density expanded in an auxiliary basis, rho(r) = sum_P c_P chi_P(r), with chi_P = R_P(|r - R_a|) A_lm(r - R_a)
 centred on atom a. What a model needs from PySCF is per element and independent of the geometry: the
 shells (angular momenta), the integrals int chi_P dr (only s functions are nonzero) and first moments
-int (r - R_a) chi_P dr (only p functions), the one-centre overlap int chi_P chi_Q dr, and the coefficients of
-the free, spherically averaged atom fitted onto its own functions (the superposition of atomic densities,
-the baseline of Delta learning). Arrays here are in PySCF's order: shells as the basis lists them, p
+int (r - R_a) chi_P dr (only p functions), and the coefficients of the free, spherically averaged atom
+fitted onto its own functions (the superposition of atomic densities, the baseline of Delta learning).
+Training also needs, per geometry, the overlap of all the molecule's functions (``aux_overlap``). Arrays here are in PySCF's order: shells as the basis lists them, p
 functions as (px, py, pz), l >= 2 as m = -l .. l.
 """
 
@@ -34,7 +34,7 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
       number: atomic number; level: its ``aux_basis`` names the basis, basis and pseudo the free atom.
     Returns:
       "ls" [n_shells] angular momentum per shell (contractions expanded); "integrals" [n_f] int chi dr
-      (Bohr^3 times the function's unit); "moments" [n_f, 3] int (r - R) chi dr; "overlap" [n_f, n_f];
+      (Bohr^3 times the function's unit); "moments" [n_f, 3] int (r - R) chi dr;
       "atomic_coefficients" [n_f] the free atom's Coulomb-metric fit, scaled to integrate to its electron
       count (all electrons, or the valence with a pseudopotential).
     """
@@ -51,7 +51,7 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
     count = fit["aux_integrals"] @ fit["coefficients"]
     coefficients = fit["coefficients"] * (level_electrons(atom, level) / count)
     return {"ls": ls, "integrals": fit["aux_integrals"], "moments": weighted.T @ grid.coords,
-            "overlap": auxmol.intor_symmetric("int1e_ovlp"), "atomic_coefficients": coefficients}
+            "atomic_coefficients": coefficients}
 
 
 def angular_functions(l: int, directions: np.ndarray) -> np.ndarray:
@@ -71,3 +71,9 @@ def aux_density(molecule: Molecule, level: Level, coefficients: np.ndarray, poin
     step = max(1, 2**22 // auxmol.nao)
     return np.concatenate([dft.numint.eval_ao(auxmol, points[i:i + step]) @ coefficients
                            for i in range(0, len(points), step)])
+
+
+def aux_overlap(molecule: Molecule, level: Level) -> np.ndarray:
+    """int chi_P chi_Q dr over all auxiliary functions of a molecule, [n_aux, n_aux] in PySCF's order (Bohr^3
+    times the functions' units): the metric of the L2 norm of a density expanded in them."""
+    return build_mole(molecule, level, basis=level.aux_basis).intor_symmetric("int1e_ovlp")

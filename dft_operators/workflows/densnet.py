@@ -7,16 +7,20 @@ Layout. The model writes each atom's coefficients as one e3nn irreps vector (``D
 shell k of angular momentum l of an element goes to copy k of the irrep l, and its 2l + 1 PySCF functions
 map to e3nn's real spherical harmonics by the linear map M_l with A_pyscf(u) = Y_e3nn(u) M_l on unit
 vectors u (fitted here on random directions, exact to rounding), so c_e3nn = M_l c_pyscf. The element
-tables (free-atom coefficients, charges, moments, one-centre overlaps, ``models.densnet.DensityBasis``)
+tables (free-atom coefficients, charges, moments, ``models.densnet.DensityBasis``)
 are computed once from PySCF and stored in the model card with the matrices back to PySCF's order: a
 model then needs PySCF only to write its density on a grid.
 
-Loss, per record, with Delta = c - c_ref per atom and S_Z the one-centre overlap of its element:
+Loss, per record, with Delta = c - c_ref per atom and S_ab = int chi_a chi_b dr the overlap of the functions
+of atoms a and b at that geometry (in the model layout):
 
-    w_rho sum_a Delta_a^T S_Z Delta_a / (N density_scale^2)  +  w_E ((E - E_ref) / energy_scale)^2
+    w_rho sum_ab Delta_a^T S_ab Delta_b / (N density_scale^2)  +  w_E ((E - E_ref) / energy_scale)^2
         + w_F mean_(atoms, xyz) ((F - F_ref) / force_scale)^2  +  w_mu mean_xyz ((mu - mu_ref) / dipole_scale)^2,
 
-the first term the squared L2 norm of the density error per electron (cross-atom overlaps left out); the
+the first term the squared L2 norm of the real-space density error per electron. The cross-atom overlaps
+matter: the fitted targets carry large coefficient components along near-null directions of S (functions of
+neighbouring atoms that nearly cancel, smallest eigenvalue ~5e-6 for ethanol in def2-universal-jkfit) that no
+smooth model reproduces and no density shows; a one-centre metric charges them as error and stalls there. The
 dipole mu is analytic in the coefficients (``models.densnet.dipole``), so its term trains the density too.
 """
 
@@ -114,7 +118,7 @@ def element_tables(numbers, level, basis_irreps: str) -> dict:
         to_pyscf = np.linalg.pinv(from_pyscf)  # [n_f, D]
         elements[str(z)] = {
             "atomic": from_pyscf @ table["atomic_coefficients"], "charges": to_pyscf.T @ table["integrals"],
-            "moments": to_pyscf.T @ table["moments"], "metric": to_pyscf.T @ table["overlap"] @ to_pyscf,
+            "moments": to_pyscf.T @ table["moments"],
             "mask": (np.abs(from_pyscf).sum(1) > 0).astype(float), "to_pyscf": to_pyscf}
     return {"aux_basis": level.aux_basis, "basis_irreps": basis_irreps,
             "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in elements.items()}}
@@ -132,6 +136,18 @@ def to_model_layout(maps: dict[int, np.ndarray], numbers, labels, coefficients) 
     return np.stack([maps[int(z)] @ np.asarray(coefficients)[atom_of == a] for a, z in enumerate(numbers)])
 
 
+def overlap_in_layout(tables: dict, numbers, labels, overlap, n_atoms: int) -> np.ndarray:
+    """A molecule's PySCF-ordered aux overlap [n_aux, n_aux] (``aux_labels`` [n_aux, 3]) -> S [n_atoms, n_atoms,
+    D, D] with S[a, b] the overlap of atom a's and atom b's model slots (padding atoms zero)."""
+    atom_of = np.asarray(labels)[:, 0]
+    d = e3nn.Irreps(tables["basis_irreps"]).dim
+    blocks = np.zeros((len(atom_of), n_atoms * d))  # PySCF functions <- model slots
+    for a, z in enumerate(numbers):
+        blocks[atom_of == a, a * d:(a + 1) * d] = np.asarray(tables["elements"][str(int(z))]["to_pyscf"])
+    s = blocks.T @ np.asarray(overlap) @ blocks
+    return s.reshape(n_atoms, d, n_atoms, d).transpose(0, 2, 1, 3)
+
+
 def to_pyscf_order(tables: dict, numbers, coefficients) -> np.ndarray:
     """Model-layout coefficients [n_atoms, D] -> PySCF's order [n_aux] (atoms in order)."""
     return np.concatenate([np.asarray(tables["elements"][str(int(z))]["to_pyscf"]) @ np.asarray(c, np.float64)
@@ -143,7 +159,7 @@ def model_arrays(tables: dict, max_atomic_number: int) -> tuple[densnet.DensityB
     d = e3nn.Irreps(tables["basis_irreps"]).dim
     n = max_atomic_number + 1
     full = {"atomic": np.zeros((n, d)), "charges": np.zeros((n, d)), "moments": np.zeros((n, d, 3)),
-            "metric": np.zeros((n, d, d)), "mask": np.zeros((n, d)), "scale": np.ones((n, d))}
+            "mask": np.zeros((n, d)), "scale": np.ones((n, d))}
     for z, table in tables["elements"].items():
         for key in full:
             full[key][int(z)] = np.asarray(table[key])
@@ -165,8 +181,8 @@ def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None =
     """Training arrays of records padded to one atom count (floats as float32).
 
     Returns:
-      the ``AtomGraph`` fields, "coefficients" [n, A, D], "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr,
-      "dipole" [n, 3] e*Bohr, "n_electrons" [n].
+      the ``AtomGraph`` fields, "coefficients" [n, A, D], "overlap" [n, A, A, D, D] (``overlap_in_layout``),
+      "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr, "dipole" [n, 3] e*Bohr, "n_electrons" [n].
     """
     level = reference.Level(**ds.metadata["level"])
     records = [ds.record(rid) for rid in ids]
@@ -177,14 +193,17 @@ def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None =
     rows = []
     for r in records:
         numbers = np.asarray(r["numbers"])
+        mol = Molecule(numbers, r["positions"], int(r["charge"]), int(r["spin"]))
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
-        c = to_model_layout(maps, numbers, r["coefficients/aux_labels"], r["coefficients/c"])
+        labels = r["coefficients/aux_labels"]
+        c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
+        overlap = overlap_in_layout(tables, numbers, labels, density_basis.aux_overlap(mol, level), n_atoms)
         pad = ((0, n_atoms - len(numbers)), (0, 0))
         rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
-                     "coefficients": np.pad(c, pad), "forces": np.pad(np.asarray(r["forces"]), pad),
+                     "coefficients": np.pad(c, pad), "overlap": overlap.astype(np.float32),
+                     "forces": np.pad(np.asarray(r["forces"]), pad),
                      "energy": np.float64(r["energy"]), "dipole": np.asarray(r["dipole"], np.float64),
-                     "n_electrons": np.float64(reference.level_electrons(
-                         Molecule(numbers, r["positions"], int(r["charge"]), int(r["spin"])), level))})
+                     "n_electrons": np.float64(reference.level_electrons(mol, level))})
     stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
     return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in stacked.items()}
 
@@ -227,7 +246,7 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
     graph = graph_of(row)
     out = densnet.predict_all(module, params, graph, basis, baseline, row["n_electrons"])
     delta = out["coefficients"] - row["coefficients"]  # [A, D]
-    density_sq = jnp.einsum("ad,ade,ae->", delta, basis.metric[graph.species], delta)
+    density_sq = jnp.einsum("ad,abde,be->", delta, row["overlap"], delta)
     real = (graph.species > 0).astype(delta.dtype)
     force_error = (out["forces"] - row["forces"]) * real[:, None]
     n_components = 3.0 * real.sum()
