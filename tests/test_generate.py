@@ -1,7 +1,6 @@
 """Dataset generation: contents, resumption after kill -9, failed records, corrupt files."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
