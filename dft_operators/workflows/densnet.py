@@ -58,7 +58,7 @@ class DensityTask:
     density_weight: float = 1.0  # weight of the density (coefficient) term
     energy_weight: float = 1.0  # weight of the energy term
     force_weight: float = 1.0  # weight of the force term (0: train without forces)
-    density_scale: float = 3e-3  # e/Bohr^(3/2): a one-centre L2 density error per sqrt(electron) of this costs 1
+    density_scale: float = 3e-3  # e/Bohr^(3/2): an L2 density error per sqrt(electron) of this costs 1
     energy_scale: float = units.KCAL_PER_MOL_TO_HARTREE  # Hartree: an energy error of this costs 1
     force_scale: float = units.KCAL_PER_MOL_TO_HARTREE * units.ANGSTROM_PER_BOHR  # Hartree/Bohr (1 kcal/mol/A)
     dipole_weight: float = 1.0  # weight of the dipole term (the dipole is analytic in the coefficients)
