@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -21,3 +22,17 @@ def read_config(path: str) -> tuple[dict, dict]:
     with open(path) as f:
         config = json.load(f)
     return config, config.pop("data")
+
+
+def write_results(config_path: str, model_dir: str, result: dict) -> None:
+    """experiments/results/<config name>.json (``result`` plus the model's training log) and
+    <config name>_learning_curve.png."""
+    from dft_operators.training import metrics
+
+    name = os.path.splitext(os.path.basename(config_path))[0]
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    shutil.copy(os.path.join(model_dir, "learning_curve.png"),
+                os.path.join(HERE, "results", f"{name}_learning_curve.png"))
+    result = {**result, "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
+    with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)

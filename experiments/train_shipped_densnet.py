@@ -10,7 +10,6 @@ Results go to experiments/results/<config name>.json and <config name>_learning_
 
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -18,11 +17,9 @@ from dft_operators import api, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
-from dft_operators.training import metrics
 from dft_operators.workflows import densnet
 import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = "densnet-ethanol"
 
 
@@ -71,14 +68,8 @@ def main():
             model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
             description="DenSNet for ethanol: density coefficients (def2-universal-jkfit), energy, forces, dipole; "
                         "LDA/def2-svp all-electron")
-    name = os.path.splitext(os.path.basename(args.config))[0]
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    shutil.copy(os.path.join(model_dir, "learning_curve.png"),
-                os.path.join(HERE, "results", f"{name}_learning_curve.png"))
-    result = {"generation": generation, "training": summary, "test": test, "config": {**config, "data": data},
-              "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
-    with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_results(args.config, model_dir, {"generation": generation, "training": summary, "test": test,
+                                                  "config": {**config, "data": data}})
     print(json.dumps({"test": test, "epochs": summary["epochs"]}))
 
 

@@ -9,7 +9,6 @@ Results go to experiments/results/<config name>.json and <config name>_learning_
 
 import json
 import os
-import shutil
 
 import jax
 
@@ -17,11 +16,10 @@ from dft_operators import api, molecule, physics, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
-from dft_operators.training import loop, metrics
+from dft_operators.training import loop
 from dft_operators.workflows import kinetic
 import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = "kineticnet-small"
 
 
@@ -76,16 +74,9 @@ def main():
             test_molecules=[m.name for m in mols],
             description="KineticNet, Kohn-Sham kinetic energy of two-electron molecules (H2, HeH+, H3+), "
                         "LDA/def2-svp, for orbital-free DFT")
-    name = os.path.splitext(os.path.basename(args.config))[0]
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    shutil.copy(os.path.join(model_dir, "learning_curve.png"),
-                os.path.join(HERE, "results", f"{name}_learning_curve.png"))
-    result = {"generation": generation, "training": summary, "test": test, "test_records": records,
-              "test_classical": baselines,
-              "config": {**config, "data": data},
-              "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
-    with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_results(args.config, model_dir, {"generation": generation, "training": summary, "test": test,
+                                                  "test_records": records, "test_classical": baselines,
+                                                  "config": {**config, "data": data}})
     print(json.dumps({"test": test, "test_classical": baselines, "epochs": summary["epochs"]}))
 
 
