@@ -286,12 +286,14 @@ def ase_calculator(model: Model | str):
     return dynamics.AseCalculator(energy_fn)
 
 
-def harmonic_frequencies(molecule: Molecule, model: Model | str) -> np.ndarray:
-    """Harmonic wavenumbers (cm^-1, ascending; imaginary ones negative) of a DenSNet surface at the
-    molecule's geometry, from ``jax.hessian`` in float64 (``dynamics.harmonic_frequencies``)."""
+def harmonic_ir(molecule: Molecule, model: Model | str) -> dict[str, np.ndarray]:
+    """Harmonic IR of a DenSNet surface at the molecule's geometry, from ``jax.hessian`` and the model's dipole
+    in float64 (``dynamics.harmonic_ir``): {"frequencies_cm1" ascending (imaginary negative),
+    "intensities_km_mol"}, the keys of ``reference.harmonic_ir``."""
     from dft_operators import dynamics
 
     model = _densnet(model)
     with jax.enable_x64(True):
         potential = _float64(densnet.molecule_potential(model.card, model.module, model.params, molecule))
-        return dynamics.harmonic_frequencies(potential, molecule.positions, molecule.masses)
+        frequencies, intensities = dynamics.harmonic_ir(potential, molecule.positions, molecule.masses)
+    return {"frequencies_cm1": frequencies, "intensities_km_mol": intensities}

@@ -441,21 +441,30 @@ def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: floa
     return wavenumbers, (spectrum / top if top > 0 else np.zeros_like(spectrum))
 
 
-def harmonic_frequencies(potential: PotentialFn, positions, masses) -> np.ndarray:
-    """Harmonic wavenumbers (cm^-1) of a potential at ``positions`` [n_atoms, 3] Bohr, masses [n_atoms] in
-    electron masses: the eigenvalues k of the mass-weighted Hessian M^-1/2 (d^2E/dR^2) M^-1/2 (``jax.hessian``)
-    give omega = sqrt(k); the six (five if linear) closest to zero - translations and rotations - are
-    dropped, and imaginary modes come out negative. Returns [n_modes], ascending."""
+def harmonic_ir(potential: PotentialFn, positions, masses) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic wavenumbers (cm^-1) and IR intensities (km/mol) of a potential at ``positions`` [n_atoms, 3]
+    Bohr, masses [n_atoms] in electron masses.
+
+    The eigenvalues k of the mass-weighted Hessian M^-1/2 (d^2E/dR^2) M^-1/2 (``jax.hessian``) give omega =
+    sqrt(k); the six (five if linear) closest to zero - translations and rotations - are dropped, and
+    imaginary modes come out negative. The intensity of mode e is A = ``units.IR_INTENSITY_KM_PER_MOL``
+    |dmu/dQ|^2 with dmu/dQ = (dmu/dR) M^-1/2 e in e / sqrt(u) (``jax.jacfwd`` of the dipole), as in
+    ``reference.vibrations.harmonic_ir``. Returns ([n_modes], [n_modes]), ascending in wavenumber.
+    """
     positions, masses = jnp.asarray(positions), jnp.asarray(masses)
     n = positions.shape[0]
     hessian = jax.hessian(lambda r: potential(r)[0])(positions).reshape(3 * n, 3 * n)
+    dipole_jacobian = np.asarray(jax.jacfwd(lambda r: potential(r)[1])(positions), np.float64).reshape(3, 3 * n)
     inverse_sqrt = 1.0 / np.sqrt(np.repeat(np.asarray(masses, np.float64), 3))
     weighted = np.asarray(hessian, np.float64) * inverse_sqrt[:, None] * inverse_sqrt[None, :]
-    k = np.linalg.eigvalsh(0.5 * (weighted + weighted.T))
+    k, modes = np.linalg.eigh(0.5 * (weighted + weighted.T))
     centred = np.asarray(positions, np.float64) - np.asarray(positions, np.float64).mean(0)
     n_rigid = 5 if np.linalg.matrix_rank(centred, tol=1e-6) <= 1 else 6
-    k = np.sort(k[np.argsort(np.abs(k))[n_rigid:]])
-    return np.sign(k) * np.sqrt(np.abs(k)) * units.HARTREE_TO_CM1
+    keep = np.argsort(np.abs(k))[n_rigid:]
+    keep = keep[np.argsort(k[keep])]
+    derivatives = dipole_jacobian @ (modes[:, keep] * inverse_sqrt[:, None]) * np.sqrt(units.AMU_TO_ME)
+    wavenumbers = np.sign(k[keep]) * np.sqrt(np.abs(k[keep])) * units.HARTREE_TO_CM1
+    return wavenumbers, units.IR_INTENSITY_KM_PER_MOL * np.sum(derivatives**2, axis=0)
 
 
 def ir_peaks(wavenumbers, intensity, min_relative: float = 0.05, min_cm1: float = 400.0) -> list[dict]:

@@ -50,10 +50,15 @@ def main():
     tag = f"{args.temperature:g}K"  # every temperature has its own trajectory and results
     traj_path = os.path.join(args.workdir, f"ethanol_nve_{tag}.npz")
     steps = int(round(args.ps * 1000 / args.dt))
+    results_path = os.path.join(HERE, "results", f"densnet_ethanol_md_ir_{tag}.json")
     if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused
         traj = dynamics.load_trajectory(traj_path)
+        seconds = None
+        if os.path.exists(results_path):  # the MD time of the run that made it
+            with open(results_path) as f:
+                seconds = json.load(f).get("md_seconds")
         md = {"energy_drift": traj.energy_drift, "energy_fluctuation": float(traj.total.std()),
-              "mean_temperature_k": float(traj.temperature.mean()), "seconds": None}
+              "mean_temperature_k": float(traj.temperature.mean()), "seconds": seconds}
     else:
         md = api.md(start, args.model, steps=steps, dt_fs=args.dt, out=traj_path, temperature_k=2 * args.temperature,
                     record_every=2)
@@ -65,7 +70,8 @@ def main():
                 reference_peaks=sticks, max_lag_fs=args.max_lag, min_cm1=100.0)
     bands = match_bands(harmonic["strong_bands"], ir["peaks"])
     # The model's own harmonic frequencies at PySCF's minimum separate surface errors from anharmonicity.
-    model_harmonic = api.harmonic_frequencies(start, args.model)
+    model_ir = api.harmonic_ir(start, args.model)
+    model_harmonic = model_ir["frequencies_cm1"]
     harmonic_error = model_harmonic - np.asarray(harmonic["frequencies_cm1"])
     result = {"model": args.model, "steps": steps, "dt_fs": args.dt, "duration_ps": float(traj.times_fs[-1]) / 1000,
               "energy_drift_hartree": md["energy_drift"],
@@ -76,14 +82,17 @@ def main():
               "bands_within_30_cm1": int(sum(abs(b["difference_cm1"]) <= 30 for b in bands)),
               "model_harmonic_cm1": model_harmonic.tolist(),
               "model_harmonic_error_cm1": harmonic_error.tolist(),
+              "model_harmonic_intensities_km_mol": model_ir["intensities_km_mol"].tolist(),
               "model_harmonic_mae_cm1": float(np.abs(harmonic_error).mean()),
               "model_harmonic_strong_mae_cm1": float(np.mean([abs(harmonic_error[b["mode"]])
                                                               for b in harmonic["strong_bands"]])),
               "mean_abs_difference_cm1": float(np.mean([abs(b["difference_cm1"]) for b in bands]))}
-    with open(os.path.join(HERE, "results", f"densnet_ethanol_md_ir_{tag}.json"), "w") as f:
+    with open(results_path, "w") as f:
         json.dump(result, f, indent=1)
     print("harmonic, PySCF vs DenSNet (cm^-1):", " ".join(f"{a:.0f}/{b:.0f}" for a, b in
                                                           zip(harmonic["frequencies_cm1"], model_harmonic)))
+    print("harmonic intensities, PySCF vs DenSNet (km/mol):", " ".join(
+        f"{a:.0f}/{b:.0f}" for a, b in zip(harmonic["intensities_km_mol"], model_ir["intensities_km_mol"])))
     for b in bands:
         print(f"{b['harmonic_cm1']:8.1f} {b['intensity_km_mol']:7.1f} km/mol -> MD {b['md_cm1']:8.1f} "
               f"({b['difference_cm1']:+.1f})")

@@ -193,6 +193,9 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     assert atoms.get_potential_energy() == pytest.approx(pred["energy_hartree"] * units.HARTREE_TO_EV, abs=1e-3)
     np.testing.assert_allclose(atoms.get_forces(), pred["forces"] * units.HARTREE_TO_EV / units.ANGSTROM_PER_BOHR,
                                atol=1e-3)
+    harmonic = api.harmonic_ir(water, model)  # 3 modes for a bent triatomic, intensities >= 0
+    assert harmonic["frequencies_cm1"].shape == harmonic["intensities_km_mol"].shape == (3,)
+    assert np.all(np.isfinite(harmonic["frequencies_cm1"])) and np.all(harmonic["intensities_km_mol"] >= 0)
     traj = str(tmp_path / "traj.npz")
     md = api.md(water, model, steps=40, dt_fs=0.25, out=traj, progress=False)
     assert md["steps"] == 40 and len(md["trajectory"].potential) == 41 and np.isfinite(md["energy_drift"])

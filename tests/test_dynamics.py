@@ -94,6 +94,19 @@ def test_ir_peak_of_harmonic_diatomic_at_analytic_wavenumber(key, tmp_path):
     assert (tmp_path / "ir.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_harmonic_ir_of_diatomic_is_analytic():
+    """A rotation-invariant bond k/2 (|r1 - r2| - d0)^2 with dipole q (r1 - r2): one mode at omega, intensity
+    974.88 km/mol * q^2 / mu[u] (dmu/dQ = q / sqrt(mu)); rotations and translations dropped."""
+    def bond(positions):
+        r = positions[0] - positions[1]
+        return 0.5 * SPRING * (jnp.linalg.norm(r) - 2.13) ** 2, 0.3 * r
+
+    wavenumbers, intensities = dynamics.harmonic_ir(bond, START, MASSES)
+    np.testing.assert_allclose(wavenumbers, [WAVENUMBER], rtol=1e-9)
+    np.testing.assert_allclose(intensities, [units.IR_INTENSITY_KM_PER_MOL * 0.3**2 / (MU / units.AMU_TO_ME)],
+                               rtol=1e-9)
+
+
 def test_constant_dipole_has_no_ir_peak(key):
     # Negative control: the atoms vibrate as above but the dipole does not change.
     traj = run_diatomic(constant_dipole, key, steps=1000, dt_fs=0.5)
