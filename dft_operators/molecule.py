@@ -114,6 +114,13 @@ class Molecule:
         """Nuclear masses in electron masses (atomic units), float64 [n_atoms]."""
         return np.array([MASSES_AMU[z] for z in self.numbers]) * units.AMU_TO_ME
 
+    @classmethod
+    def from_record(cls, record: dict) -> "Molecule":
+        """The molecule of a dataset record (``io.dataset.Dataset.record``: numbers, positions in Bohr, and the
+        charge, spin and name attributes)."""
+        return cls(np.asarray(record["numbers"]), np.asarray(record["positions"]), int(record["charge"]),
+                   int(record["spin"]), str(record["name"]))
+
     def with_positions(self, positions: np.ndarray, name: str | None = None) -> "Molecule":
         """The same molecule at new positions (Bohr, [n_atoms, 3])."""
         return dataclasses.replace(self, positions=np.asarray(positions, float), name=name or self.name)

@@ -38,8 +38,7 @@ def per_molecule(model_dir: str, test_data: str, nmae_records: int) -> dict:
         metrics["energy_error_kcal_mol_per_atom"] = metrics["energy_error_kcal_mol"] / len(r["numbers"])
         nmae = []
         for rid in ids[:nmae_records]:
-            r = ds.record(rid)
-            mol = molecule.Molecule(r["numbers"], r["positions"], int(r["charge"]), int(r["spin"]), name)
+            mol = molecule.Molecule.from_record(ds.record(rid))
             nmae.append(densnet.density_nmae(model.card, model.module, model.params, mol))
         metrics["density_nmae"] = {k: float(np.mean([x[k] for x in nmae])) for k in nmae[0]}
         out[name] = metrics

@@ -78,8 +78,7 @@ def density_nmae(model_dir: str, test_data: str, n_records: int) -> dict:
     model, ds = api.load_model(model_dir), Dataset(test_data)
     rows = []
     for rid in ds.ids[:n_records]:
-        r = ds.record(rid)
-        mol = molecule.Molecule(r["numbers"], r["positions"], int(r["charge"]), int(r["spin"]), str(r["name"]))
+        mol = molecule.Molecule.from_record(ds.record(rid))
         rows.append(densnet.density_nmae(model.card, model.module, model.params, mol))
     return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]} | {"records": len(rows)}
 

@@ -109,7 +109,7 @@ def test_density_loss_metric_is_the_real_space_overlap(data, tables):
     ds = Dataset(data)
     rid = ds.ids[0]
     record = ds.record(rid)
-    mol = molecule.Molecule(record["numbers"], record["positions"], 0, 0)
+    mol = molecule.Molecule.from_record(record)
     overlap = workflow.load_arrays(ds, [rid], tables)["overlap"][0].astype(np.float64)  # [A, A, D, D]
     mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
     c = np.random.default_rng(0).normal(size=mask.shape) * mask * (mol.numbers == 1)[:, None]
@@ -183,7 +183,7 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     # evaluate's NMAE against the stored fit equals the one against a fresh PySCF run and fit of that geometry
     first = Dataset(data).ids[0]
     record = Dataset(data).record(first)
-    geometry = molecule.Molecule(record["numbers"], record["positions"], 0, 0)
+    geometry = molecule.Molecule.from_record(record)
     fresh = workflow.density_nmae(model.card, model.module, model.params, geometry, grid_level=2)
     assert api.evaluate(model, data, [first])["nmae_percent"] == pytest.approx(fresh["model_vs_fit"], rel=1e-3)
     from ase import Atoms  # the ASE calculator gives the same energy and forces in ASE's units

@@ -5,8 +5,9 @@ centred on atom a. What a model needs from PySCF is per element and independent 
 shells (angular momenta), the integrals int chi_P dr (only s functions are nonzero) and first moments
 int (r - R_a) chi_P dr (only p functions), and the coefficients of the free, spherically averaged atom
 fitted onto its own functions (the superposition of atomic densities, the baseline of Delta learning).
-Training also needs, per geometry, the overlap of all the molecule's functions (``aux_overlap``). Arrays here are in PySCF's order: shells as the basis lists them, p
-functions as (px, py, pz), l >= 2 as m = -l .. l.
+Training also needs, per geometry, the overlap of all the molecule's functions (``aux_overlap``). Arrays
+here are in PySCF's order: shells as the basis lists them, p functions as (px, py, pz), l >= 2 as
+m = -l .. l.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None =
     rows = []
     for r in records:
         numbers = np.asarray(r["numbers"])
-        mol = Molecule(numbers, r["positions"], int(r["charge"]), int(r["spin"]))
+        mol = Molecule.from_record(r)
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
         labels = r["coefficients/aux_labels"]
         c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
@@ -373,7 +373,7 @@ def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_l
     errors = []
     for rid in ids:
         r = ds.record(rid)
-        mol = Molecule(np.asarray(r["numbers"]), np.asarray(r["positions"]), int(r["charge"]), int(r["spin"]))
+        mol = Molecule.from_record(r)
         points, weights = reference.molecular_quadrature(mol, level, grid_level)
         target = density_basis.aux_density(mol, level, np.asarray(r["coefficients/c"]), points)
         predicted = density_at(card, mol, properties(card, module, params, mol)["coefficients"], points)

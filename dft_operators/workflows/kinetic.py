@@ -74,7 +74,7 @@ def _read(ds: Dataset, rid: str) -> dict:
         q = {k: r[f"quadrature/{k}"] for k in ("points", "weights", "rho", "grad_rho", "t_s", "dts_drho")}
     except KeyError:
         raise DatasetError(f"{ds.path} has no quadrature fields; generate it with --kind quadrature") from None
-    q["molecule"] = Molecule(r["numbers"], r["positions"], int(r["charge"]), int(r["spin"]), str(r["name"]))
+    q["molecule"] = Molecule.from_record(r)
     return q
 
 
