@@ -2,8 +2,9 @@
 
 Ethanol geometries: RDKit conformers with the C-C-O-H torsion gauche+, gauche- and trans (seeds in the
 config), each randomly displaced (Gaussian, ``displacement`` Bohr per coordinate) and rotated; all-electron
-LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients (def2-universal-jkfit). The test
-set has other displacements (another seed). Every step resumes after a kill.
+LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the config's auxiliary basis
+(``etb:cc-pvdz``, the even-tempered products of cc-pVDZ: its fit is 0.56 % NMAE from the Kohn-Sham density
+of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step resumes after a kill.
 Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data]
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png.
 """
@@ -26,7 +27,8 @@ SHIPPED = "densnet-ethanol"
 def data_settings(data: dict, split: str) -> GenerationSettings:
     """The generation settings of the train or test split of a config's "data" section."""
     return GenerationSettings(
-        kinds=("coefficients",), level=reference.Level(xc=data["xc"], basis=data["basis"], pseudo=None),
+        kinds=("coefficients",),
+        level=reference.Level(xc=data["xc"], basis=data["basis"], pseudo=None, aux_basis=data["aux_basis"]),
         n_conformers=data[f"{split}_conformers"], displacement=data["displacement"], forces=True,
         seed=data[f"{split}_seed"])
 
@@ -66,8 +68,8 @@ def main():
     if not args.no_ship:
         checkpoint.export_model(
             model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
-            description="DenSNet for ethanol: density coefficients (def2-universal-jkfit), energy, forces, dipole; "
-                        "LDA/def2-svp all-electron")
+            description=f"DenSNet for ethanol: density coefficients ({data['aux_basis']}), energy, forces, "
+                        "dipole; LDA/def2-svp all-electron")
     common.write_results(args.config, model_dir, {"generation": generation, "training": summary, "test": test,
                                                   "config": {**config, "data": data}})
     print(json.dumps({"test": test, "epochs": summary["epochs"]}))

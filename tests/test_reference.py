@@ -13,7 +13,7 @@ from dft_operators.molecule import Molecule, builtin
 from dft_operators.reference import (ALL_ELECTRON, Level, RandomPotential, SCFError, atomic_guess, density_on_box,
                                      fit_coefficients, level_electrons, quadrature_fields, run_ks,
                                      screened_ionic_potential)
-from dft_operators.reference.level import build_mole
+from dft_operators.reference.level import ETB_BETA, build_mole
 from dft_operators.reference.potentials import ionic_potential, potential_matrix
 
 VALENCE = Level()  # LDA, gth-dzvp, gth-pade
@@ -132,6 +132,23 @@ def test_fit_coefficients(water_all_electron):
     dz = fit_coefficients(water_all_electron.density, "cc-pvdz-jkfit")["coulomb_error"]
     tz = fit_coefficients(water_all_electron.density, "cc-pvtz-jkfit")["coulomb_error"]
     assert tz < dz
+
+
+def test_even_tempered_aux_basis(water_all_electron):
+    water = builtin("water")
+    aux = build_mole(water, ALL_ELECTRON, basis="etb:def2-svp")
+    # Per element and l, the exponents run in one geometric series of ratio ETB_BETA from the smallest.
+    for atom in (0, 1):
+        shells = [s for s in range(aux.nbas) if aux.bas_atom(s) == atom]
+        for l in {aux.bas_angular(s) for s in shells}:
+            exponents = np.sort([aux.bas_exp(s)[0] for s in shells if aux.bas_angular(s) == l])
+            np.testing.assert_allclose(exponents[1:] / exponents[:-1], ETB_BETA, rtol=1e-6)
+    assert aux.nao == 121 + 2 * 24  # O: 14s 10p 8d 4f 1g, H: 7s 4p 1d (PySCF's aug_etb of def2-svp)
+    fit = fit_coefficients(water_all_electron.density, "etb:def2-svp")
+    assert fit["aux_basis"] == "etb:def2-svp" and len(fit["coefficients"]) == aux.nao
+    assert 0 <= fit["coulomb_error"] < 1e-3 and fit["n_electrons_fit"] == pytest.approx(10, rel=1e-3)
+    with pytest.raises(SCFError, match=r"'no-such-basis' is not defined for element H"):
+        build_mole(water, ALL_ELECTRON, basis="etb:no-such-basis")
 
 
 @pytest.mark.parametrize("name", ["h2", "heh+"])

@@ -11,6 +11,7 @@ import functools
 import warnings
 
 from pyscf import gto
+from pyscf.df import addons as df_addons
 from pyscf.lib.exceptions import BasisNotFoundError
 
 from dft_operators.molecule import Molecule
@@ -28,7 +29,8 @@ class Level:
       xc: exchange-correlation functional (PySCF/libxc string, e.g. "lda,pw", "pbe").
       basis: orbital basis set.
       pseudo: GTH pseudopotential (e.g. "gth-pade"); None for all-electron.
-      aux_basis: auxiliary basis for density fitting.
+      aux_basis: auxiliary basis for density fitting: a PySCF name, or "etb:<orbital basis>" for the
+        even-tempered products of that orbital basis (``even_tempered_basis``).
     """
 
     xc: str = "lda,pw"
@@ -81,14 +83,39 @@ def level_electrons(molecule: Molecule, level: Level) -> int:
     return int(molecule.n_electrons - core)
 
 
+ETB_PREFIX = "etb:"
+ETB_BETA = 2.0  # ratio of successive exponents of the even-tempered auxiliary bases
+
+
+@functools.lru_cache(maxsize=64)
+def even_tempered_basis(orbital_basis: str, symbol: str) -> list:
+    """PySCF's even-tempered auxiliary basis of one element (``df.addons.aug_etb``, exponents beta^n apart,
+    ``ETB_BETA``) spanning the products of the orbital basis's functions, in PySCF's basis format.
+
+    Finer than the fitted def2-universal-jkfit (ethanol, def2-svp: 507 functions instead of 335; the Coulomb
+    fit of the LDA density 0.67 % NMAE instead of 1.02 %), at the cost of near-linear dependence.
+    """
+    z = gto.charge(symbol)
+    atom = _quiet(gto.M, atom=[(symbol, (0.0, 0.0, 0.0))], basis=orbital_basis, spin=z % 2, verbose=0)
+    return df_addons.aug_etb(atom, ETB_BETA)[symbol]
+
+
+def _resolve(basis: str, symbols) -> str | dict:
+    """A basis name as PySCF takes it: "etb:<orbital>" becomes {symbol: even-tempered basis}."""
+    if not basis.startswith(ETB_PREFIX):
+        return basis
+    return {s: even_tempered_basis(basis[len(ETB_PREFIX):], s) for s in sorted(set(symbols))}
+
+
 def _missing(molecule: Molecule, level: Level, basis: str) -> list[str]:
     """What the basis or pseudopotential tables lack for the molecule's elements, one phrase each."""
     problems = []
+    name = basis.removeprefix(ETB_PREFIX)
     for symbol in sorted(set(molecule.symbols)):
         try:
-            _quiet(gto.basis.load, basis, symbol)
+            _quiet(gto.basis.load, name, symbol)
         except (BasisNotFoundError, KeyError, RuntimeError):
-            problems.append(f"basis {basis!r} is not defined for element {symbol}")
+            problems.append(f"basis {name!r} is not defined for element {symbol}")
         if level.pseudo is not None:
             try:
                 gth_parameters(level.pseudo, symbol)
@@ -103,14 +130,14 @@ def build_mole(molecule: Molecule, level: Level, basis: str | None = None) -> gt
     Args:
       molecule: the molecule.
       level: the level; its pseudopotential, if any, is attached.
-      basis: overrides ``level.basis`` (used for auxiliary bases).
+      basis: overrides ``level.basis`` (used for auxiliary bases; "etb:<orbital>" names as in ``Level``).
     Raises:
       SCFError: naming the element a basis or pseudopotential is missing for.
     """
     basis = level.basis if basis is None else basis
     atoms = [(int(z), tuple(float(x) for x in r)) for z, r in zip(molecule.numbers, molecule.positions)]
     try:
-        return _quiet(gto.M, atom=atoms, basis=basis, pseudo=level.pseudo, unit="Bohr",
+        return _quiet(gto.M, atom=atoms, basis=_resolve(basis, molecule.symbols), pseudo=level.pseudo, unit="Bohr",
                       charge=molecule.charge, spin=molecule.spin, verbose=0)
     except (BasisNotFoundError, KeyError, RuntimeError, ValueError) as err:
         problems = _missing(molecule, level, basis) or [str(err)]
