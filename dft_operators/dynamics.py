@@ -233,8 +233,7 @@ def run_md(potential: PotentialFn, numbers, positions, masses, *, steps: int, dt
     _check_run(numbers, positions, masses, steps, dt_fs, temperature_k, thermostat, friction_per_ps,
                record_every)
     steps, record_every = int(steps), int(record_every)
-    if not isinstance(potential, jax.tree_util.Partial):
-        potential = jax.tree_util.Partial(potential)
+    potential = _as_pytree(potential)
     as_array = lambda x: jnp.asarray(x, dtype=float)  # noqa: E731 - default float precision
     args = (as_array(masses), as_array(dt_fs / units.AU_TIME_FS), as_array(temperature_k),
             as_array(friction_per_ps * units.AU_TIME_FS / 1000.0))
@@ -441,6 +440,17 @@ def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: floa
     return wavenumbers, (spectrum / top if top > 0 else np.zeros_like(spectrum))
 
 
+def _as_pytree(potential: PotentialFn) -> jax.tree_util.Partial:
+    """The potential as a ``Partial``: a jit argument whose arrays are traced, not baked in as constants."""
+    return potential if isinstance(potential, jax.tree_util.Partial) else jax.tree_util.Partial(potential)
+
+
+@jax.jit
+def _second_derivatives(potential: PotentialFn, positions):
+    """(d^2E/dR^2 [n, 3, n, 3], dmu/dR [3, n, 3]) of a potential, compiled once per potential and shape."""
+    return jax.hessian(lambda r: potential(r)[0])(positions), jax.jacfwd(lambda r: potential(r)[1])(positions)
+
+
 def harmonic_ir(potential: PotentialFn, positions, masses) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic wavenumbers (cm^-1) and IR intensities (km/mol) of a potential at ``positions`` [n_atoms, 3]
     Bohr, masses [n_atoms] in electron masses.
@@ -453,8 +463,8 @@ def harmonic_ir(potential: PotentialFn, positions, masses) -> tuple[np.ndarray, 
     """
     positions, masses = jnp.asarray(positions), jnp.asarray(masses)
     n = positions.shape[0]
-    hessian = jax.hessian(lambda r: potential(r)[0])(positions).reshape(3 * n, 3 * n)
-    dipole_jacobian = np.asarray(jax.jacfwd(lambda r: potential(r)[1])(positions), np.float64).reshape(3, 3 * n)
+    hessian, dipole_jacobian = _second_derivatives(_as_pytree(potential), positions)
+    hessian, dipole_jacobian = hessian.reshape(3 * n, 3 * n), np.asarray(dipole_jacobian, np.float64).reshape(3, 3 * n)
     inverse_sqrt = 1.0 / np.sqrt(np.repeat(np.asarray(masses, np.float64), 3))
     weighted = np.asarray(hessian, np.float64) * inverse_sqrt[:, None] * inverse_sqrt[None, :]
     k, modes = np.linalg.eigh(0.5 * (weighted + weighted.T))
