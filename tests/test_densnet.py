@@ -34,7 +34,7 @@ def tables(data):
     ds = Dataset(data)
     numbers = np.concatenate([ds.record(r)["numbers"] for r in ds.ids])
     t = workflow.element_tables(numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)
-    return workflow.fit_baselines(t, workflow.load_arrays(ds, ds.ids, t))
+    return workflow.fit_baselines(t, workflow.load_arrays(ds, ds.ids, t, "overlap"))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_layout_round_trip_and_free_atoms(data, tables):
 def test_reference_dipole_matches_pyscf(data, tables):
     ds = Dataset(data)
     basis, _ = workflow.model_arrays(tables, CONFIG.max_atomic_number)
-    arrays = workflow.load_arrays(ds, ds.ids, tables)
+    arrays = workflow.load_arrays(ds, ds.ids, tables, "overlap")
     for i in range(len(ds.ids)):
         graph = workflow.graph_of({k: v[i] for k, v in arrays.items()})
         mu = densnet.dipole(jnp.asarray(arrays["coefficients"][i]), graph, basis)
@@ -110,7 +110,7 @@ def test_density_loss_metric_is_the_real_space_overlap(data, tables):
     rid = ds.ids[0]
     record = ds.record(rid)
     mol = molecule.Molecule.from_record(record)
-    overlap = workflow.load_arrays(ds, [rid], tables)["overlap"][0].astype(np.float64)  # [A, A, D, D]
+    overlap = workflow.load_arrays(ds, [rid], tables, "overlap")["metric"][0].astype(np.float64)  # [A, A, D, D]
     mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
     c = np.random.default_rng(0).normal(size=mask.shape) * mask * (mol.numbers == 1)[:, None]
     card = {"level": reference.ALL_ELECTRON.as_dict(), "tables": tables}
@@ -119,6 +119,23 @@ def test_density_loss_metric_is_the_real_space_overlap(data, tables):
     assert np.einsum("ad,abde,be->", c, overlap, c) == pytest.approx(exact, rel=1e-4)
     one_centre = overlap * np.eye(len(c))[:, :, None, None]
     assert abs(np.einsum("ad,abde,be->", c, one_centre, c) - exact) > 0.05 * exact
+
+
+def test_coulomb_loss_metric_is_pyscfs_in_the_model_layout(data, tables):
+    """The Coulomb metric in the model layout gives (rho|rho) = c^T (P|Q) c of the same coefficients in PySCF's
+    order (int2c2e of the aux basis), and the squared Coulomb norm is positive."""
+    ds = Dataset(data)
+    rid = ds.ids[0]
+    mol = molecule.Molecule.from_record(ds.record(rid))
+    coulomb = workflow.load_arrays(ds, [rid], tables, "coulomb")["metric"][0].astype(np.float64)
+    mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
+    c = np.random.default_rng(1).normal(size=mask.shape) * mask
+    in_pyscf_order = workflow.to_pyscf_order(tables, mol.numbers, c)
+    aux = reference.level.build_mole(mol, reference.ALL_ELECTRON, basis=reference.ALL_ELECTRON.aux_basis)
+    exact = in_pyscf_order @ aux.intor("int2c2e") @ in_pyscf_order
+    assert exact > 0 and np.einsum("ad,abde,be->", c, coulomb, c) == pytest.approx(exact, rel=1e-5)
+    with pytest.raises(ValueError, match="density_metric"):
+        workflow.DensityTask(density_metric="kinetic")
 
 
 def test_model_is_equivariant_and_conserves_electrons(model):

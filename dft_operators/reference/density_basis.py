@@ -5,9 +5,9 @@ centred on atom a. What a model needs from PySCF is per element and independent 
 shells (angular momenta), the integrals int chi_P dr (only s functions are nonzero) and first moments
 int (r - R_a) chi_P dr (only p functions), and the coefficients of the free, spherically averaged atom
 fitted onto its own functions (the superposition of atomic densities, the baseline of Delta learning).
-Training also needs, per geometry, the overlap of all the molecule's functions (``aux_overlap``). Arrays
-here are in PySCF's order: shells as the basis lists them, p functions as (px, py, pz), l >= 2 as
-m = -l .. l.
+Training also needs, per geometry, the overlap or Coulomb metric of all the molecule's functions
+(``aux_metric``). Arrays here are in PySCF's order: shells as the basis lists them, p functions as
+(px, py, pz), l >= 2 as m = -l .. l.
 """
 
 from __future__ import annotations
@@ -74,7 +74,13 @@ def aux_density(molecule: Molecule, level: Level, coefficients: np.ndarray, poin
                            for i in range(0, len(points), step)])
 
 
-def aux_overlap(molecule: Molecule, level: Level) -> np.ndarray:
-    """int chi_P chi_Q dr over all auxiliary functions of a molecule, [n_aux, n_aux] in PySCF's order (Bohr^3
-    times the functions' units): the metric of the L2 norm of a density expanded in them."""
-    return build_mole(molecule, level, basis=level.aux_basis).intor_symmetric("int1e_ovlp")
+METRICS = {"overlap": "int1e_ovlp", "coulomb": "int2c2e"}
+
+
+def aux_metric(molecule: Molecule, level: Level, metric: str = "overlap") -> np.ndarray:
+    """The metric of a density expanded in a molecule's auxiliary functions, [n_aux, n_aux] in PySCF's order:
+    "overlap" int chi_P chi_Q dr (the squared L2 norm, e^2/Bohr^3 per unit coefficients) or "coulomb"
+    (P|1/r12|Q) (twice the Hartree energy, Hartree)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown density metric {metric!r}; use one of {sorted(METRICS)}")
+    return build_mole(molecule, level, basis=level.aux_basis).intor(METRICS[metric], hermi=1)

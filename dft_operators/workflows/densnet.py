@@ -11,17 +11,21 @@ tables (free-atom coefficients, charges, moments, ``models.densnet.DensityBasis`
 are computed once from PySCF and stored in the model card with the matrices back to PySCF's order: a
 model then needs PySCF only to write its density on a grid.
 
-Loss, per record, with Delta = c - c_ref per atom and S_ab = int chi_a chi_b dr the overlap of the functions
-of atoms a and b at that geometry (in the model layout):
+Loss, per record, with Delta = c - c_ref per atom and M_ab the metric between the functions of atoms a and b
+at that geometry (in the model layout; ``DensityTask.density_metric``):
 
-    w_rho sum_ab Delta_a^T S_ab Delta_b / (N density_scale^2)  +  w_E ((E - E_ref) / energy_scale)^2
+    w_rho sum_ab Delta_a^T M_ab Delta_b / (N density_scale^2)  +  w_E ((E - E_ref) / energy_scale)^2
         + w_F mean_(atoms, xyz) ((F - F_ref) / force_scale)^2  +  w_mu mean_xyz ((mu - mu_ref) / dipole_scale)^2,
 
-the first term the squared L2 norm of the real-space density error per electron. The cross-atom overlaps
-matter: the fitted targets carry large coefficient components along near-null directions of S (functions of
-neighbouring atoms that nearly cancel, smallest eigenvalue ~5e-6 for ethanol in def2-universal-jkfit) that no
-smooth model reproduces and no density shows; a one-centre metric charges them as error and stalls there. The
-dipole mu is analytic in the coefficients (``models.densnet.dipole``), so its term trains the density too.
+the first term a squared norm of the real-space density error per electron: with M = S, S_ab = int chi_a chi_b
+dr, the L2 norm; with M = J, J_ab = (a|1/r12|b), the Coulomb norm (twice the Hartree energy of the error).
+The Coulomb norm weighs smooth, extended errors (the valence and tails, where the density NMAE of a trained
+model sits) more and the cusps less; it is the metric of density fitting itself. The cross-atom blocks
+matter: the fitted targets carry large coefficient components along near-null directions of the metric
+(functions of neighbouring atoms that nearly cancel, smallest overlap eigenvalue ~5e-6 for ethanol in
+def2-universal-jkfit) that no smooth model reproduces and no density shows; a one-centre metric charges them
+as error and stalls there. The dipole mu is analytic in the coefficients (``models.densnet.dipole``), so its
+term trains the density too.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
 _N_DIRECTIONS = 64
 # A slot's normalising scale never drops below this fraction of the element's largest one.
 _SCALE_FLOOR = 1e-2
+# Metric key of the density error's norm: "density_l2" or "density_coulomb".
+_NORMS = {"overlap": "l2", "coulomb": "coulomb"}
 # Energy-baseline scale floor (Hartree): 1 kcal/mol.
 _MIN_ENERGY_SCALE = units.KCAL_PER_MOL_TO_HARTREE
 
@@ -58,11 +64,16 @@ class DensityTask:
     density_weight: float = 1.0  # weight of the density (coefficient) term
     energy_weight: float = 1.0  # weight of the energy term
     force_weight: float = 1.0  # weight of the force term (0: train without forces)
-    density_scale: float = 3e-3  # e/Bohr^(3/2): an L2 density error per sqrt(electron) of this costs 1
+    density_scale: float = 3e-3  # an error norm per sqrt(electron) of this costs 1 (e/Bohr^1.5 L2, sqrt(Ha) Coulomb)
+    density_metric: str = "overlap"  # norm of the density error: "overlap" (L2) or "coulomb" (module docstring)
     energy_scale: float = units.KCAL_PER_MOL_TO_HARTREE  # Hartree: an energy error of this costs 1
     force_scale: float = units.KCAL_PER_MOL_TO_HARTREE * units.ANGSTROM_PER_BOHR  # Hartree/Bohr (1 kcal/mol/A)
     dipole_weight: float = 1.0  # weight of the dipole term (the dipole is analytic in the coefficients)
     dipole_scale: float = 0.02 / units.DEBYE_PER_AU  # e*Bohr: a dipole error of this (0.02 D) per component costs 1
+
+    def __post_init__(self):
+        if self.density_metric not in _NORMS:
+            raise ValueError(f"task.density_metric must be one of {sorted(_NORMS)}, not {self.density_metric!r}")
 
 
 def harmonic_maps(lmax: int) -> list[np.ndarray]:
@@ -136,16 +147,16 @@ def to_model_layout(maps: dict[int, np.ndarray], numbers, labels, coefficients) 
     return np.stack([maps[int(z)] @ np.asarray(coefficients)[atom_of == a] for a, z in enumerate(numbers)])
 
 
-def overlap_in_layout(tables: dict, numbers, labels, overlap, n_atoms: int) -> np.ndarray:
-    """A molecule's PySCF-ordered aux overlap [n_aux, n_aux] (``aux_labels`` [n_aux, 3]) -> S [n_atoms, n_atoms,
-    D, D] with S[a, b] the overlap of atom a's and atom b's model slots (padding atoms zero)."""
+def metric_in_layout(tables: dict, numbers, labels, metric, n_atoms: int) -> np.ndarray:
+    """A molecule's PySCF-ordered aux metric [n_aux, n_aux] (``aux_labels`` [n_aux, 3]) -> M [n_atoms, n_atoms,
+    D, D] with M[a, b] the metric between atom a's and atom b's model slots (padding atoms zero)."""
     atom_of = np.asarray(labels)[:, 0]
     d = e3nn.Irreps(tables["basis_irreps"]).dim
     blocks = np.zeros((len(atom_of), n_atoms * d))  # PySCF functions <- model slots
     for a, z in enumerate(numbers):
         blocks[atom_of == a, a * d:(a + 1) * d] = np.asarray(tables["elements"][str(int(z))]["to_pyscf"])
-    s = blocks.T @ np.asarray(overlap) @ blocks
-    return s.reshape(n_atoms, d, n_atoms, d).transpose(0, 2, 1, 3)
+    m = blocks.T @ np.asarray(metric) @ blocks
+    return m.reshape(n_atoms, d, n_atoms, d).transpose(0, 2, 1, 3)
 
 
 def to_pyscf_order(tables: dict, numbers, coefficients) -> np.ndarray:
@@ -177,11 +188,13 @@ def _check(ds: Dataset, record: dict) -> None:
         raise DatasetError(f"{ds.path} lacks {missing}; DenSNet needs `generate --kind coefficients` with forces")
 
 
-def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None = None) -> dict[str, np.ndarray]:
+def load_arrays(ds: Dataset, ids: list[str], tables: dict, metric: str, n_atoms: int | None = None
+                ) -> dict[str, np.ndarray]:
     """Training arrays of records padded to one atom count (floats as float32).
 
     Returns:
-      the ``AtomGraph`` fields, "coefficients" [n, A, D], "overlap" [n, A, A, D, D] (``overlap_in_layout``),
+      the ``AtomGraph`` fields, "coefficients" [n, A, D], "metric" [n, A, A, D, D] (``metric_in_layout`` of
+      ``density_basis.aux_metric(metric)``),
       "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr, "dipole" [n, 3] e*Bohr, "n_electrons" [n].
     """
     level = reference.Level(**ds.metadata["level"])
@@ -197,10 +210,10 @@ def load_arrays(ds: Dataset, ids: list[str], tables: dict, n_atoms: int | None =
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
         labels = r["coefficients/aux_labels"]
         c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
-        overlap = overlap_in_layout(tables, numbers, labels, density_basis.aux_overlap(mol, level), n_atoms)
+        m = metric_in_layout(tables, numbers, labels, density_basis.aux_metric(mol, level, metric), n_atoms)
         pad = ((0, n_atoms - len(numbers)), (0, 0))
         rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
-                     "coefficients": np.pad(c, pad), "overlap": overlap.astype(np.float32),
+                     "coefficients": np.pad(c, pad), "metric": m.astype(np.float32),
                      "forces": np.pad(np.asarray(r["forces"]), pad),
                      "energy": np.float64(r["energy"]), "dipole": np.asarray(r["dipole"], np.float64),
                      "n_electrons": np.float64(reference.level_electrons(mol, level))})
@@ -246,7 +259,7 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
     graph = graph_of(row)
     out = densnet.predict_all(module, params, graph, basis, baseline, row["n_electrons"])
     delta = out["coefficients"] - row["coefficients"]  # [A, D]
-    density_sq = jnp.einsum("ad,abde,be->", delta, row["overlap"], delta)
+    density_sq = jnp.einsum("ad,abde,be->", delta, row["metric"], delta)
     real = (graph.species > 0).astype(delta.dtype)
     force_error = (out["forces"] - row["forces"]) * real[:, None]
     n_components = 3.0 * real.sum()
@@ -257,7 +270,7 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
             + task.force_weight * jnp.sum(force_error**2) / n_components / task.force_scale**2
             + task.dipole_weight * jnp.sum(dipole_error**2) / 3.0 / task.dipole_scale**2)
     return {"loss": loss,
-            "density_l2": jnp.sqrt(density_sq),
+            f"density_{_NORMS[task.density_metric]}": jnp.sqrt(density_sq),
             "coefficient_nmae_percent": 100.0 * jnp.sum(jnp.abs(delta)) / jnp.sum(jnp.abs(row["coefficients"])),
             "energy_error_kcal_mol": jnp.abs(energy_error) * units.HARTREE_TO_KCAL_PER_MOL,
             "force_mae_kcal_mol_a": jnp.sum(jnp.abs(force_error)) / n_components
@@ -285,8 +298,8 @@ def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: Density
     numbers = [ds.record(rid)["numbers"] for rid in train_ids + val_ids]
     tables = element_tables(np.concatenate(numbers), level, module.basis_irreps)
     n_atoms = max(len(n) for n in numbers)
-    train = load_arrays(ds, train_ids, tables, n_atoms)
-    val = load_arrays(ds, val_ids, tables, n_atoms) if val_ids else None
+    train = load_arrays(ds, train_ids, tables, task.density_metric, n_atoms)
+    val = load_arrays(ds, val_ids, tables, task.density_metric, n_atoms) if val_ids else None
     tables = fit_baselines(tables, train)
     return objective(module, tables, task), train, val, {"tables": tables}
 
@@ -296,7 +309,8 @@ def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
     if ds.metadata["level"] != card["level"]:
         raise ValueError(f"{ds.path} was made at level {ds.metadata['level']}, the model at {card['level']}")
     tables = card["tables"]
-    return objective(module, tables, DensityTask(**card["task"])), load_arrays(ds, ids, tables)
+    task = DensityTask(**card["task"])
+    return objective(module, tables, task), load_arrays(ds, ids, tables, task.density_metric)
 
 
 def _model_inputs(card: dict, module, molecule: Molecule):
