@@ -22,7 +22,7 @@ def _level(args, default):
 
     pseudo = default.pseudo if args.pseudo is None else (None if args.pseudo.lower() == "none" else args.pseudo)
     return reference.Level(xc=args.xc or default.xc, basis=args.basis or default.basis, pseudo=pseudo,
-                           aux_basis=default.aux_basis)
+                           aux_basis=args.aux_basis or default.aux_basis)
 
 
 def _molecule(args):
@@ -167,6 +167,8 @@ def _add_level(p):
     p.add_argument("--xc", help="exchange-correlation functional (PySCF name); default lda,pw")
     p.add_argument("--basis", help="orbital basis; default gth-dzvp (grid) or def2-svp (all-electron)")
     p.add_argument("--pseudo", help="GTH pseudopotential, or 'none' for all electrons; default gth-pade (grid)")
+    p.add_argument("--aux-basis", help="density-fitting basis (PySCF name, or etb:<orbital basis> for PySCF's "
+                                       "even-tempered one); default def2-universal-jkfit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,6 +73,15 @@ def test_generation_resumes_after_kill_9(tmp_path):
     assert result["computed"] == 0 and result["records"] == 8
 
 
+def test_generate_coefficients_in_an_even_tempered_aux_basis(tmp_path):
+    out = str(tmp_path / "d.h5")
+    run_cli("generate", "--molecules", "builtin:h2", "--out", out, "--kind", "coefficients", "--conformers", "1",
+            "--basis", "def2-svp", "--pseudo", "none", "--aux-basis", "etb:def2-svp", "--quiet", "--json")
+    ds = Dataset(out)
+    assert ds.metadata["level"]["aux_basis"] == "etb:def2-svp"
+    assert len(ds.record(ds.ids[0])["coefficients/c"]) == 2 * 24  # H: 7s 4p 1d even-tempered functions
+
+
 def test_corrupt_or_foreign_dataset_files_are_refused(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an hdf5 file")
