@@ -1,6 +1,9 @@
 """DenSNet: the density-basis layout against PySCF (rotations, dipoles, electron counts), equivariance of
 the model with a control that must fail, forces against finite differences, and train/save/load/predict."""
 
+import json
+import os
+
 import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
@@ -184,9 +187,12 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     from conftest import run_cli
 
     out = str(tmp_path / "model")
-    summary = api.train("densnet", data, out, {"preset": "tiny", "train": {"epochs": 2, "val_fraction": 0.0}},
-                        progress=False)
+    summary = api.train("densnet", data, out, {"preset": "tiny", "train": {"epochs": 2, "val_fraction": 0.0},
+                                               "task": {"density_epochs": 1}}, progress=False)
     assert summary["epochs"] == 2 and np.isfinite(summary["train"]["loss"])
+    density_first = [json.loads(line) for line in open(os.path.join(out, "density_first", "log.jsonl"))]
+    assert len(density_first) == 1 and "train_density_l2" in density_first[0]
+    assert "train_energy_error_kcal_mol" not in density_first[0]  # the density network alone
     model = api.load_model(out)
     water = molecule.builtin("water")
     pred = api.predict(model, water, str(tmp_path / "water.cube"))

@@ -15,7 +15,7 @@ import pytest
 from dft_operators.io import checkpoint
 from dft_operators.training import sharding
 from dft_operators.training.config import TrainConfig
-from dft_operators.training.loop import Objective, TrainingError, TrainState, fit, make_steps
+from dft_operators.training.loop import Objective, Stage, TrainingError, TrainState, fit, make_steps
 
 MODEL = nn.Sequential([nn.Dense(16), nn.tanh, nn.Dense(1)])
 
@@ -60,6 +60,23 @@ def test_resume_after_interruption_gives_identical_parameters(tmp_path):
     a, b = checkpoint.load_params(straight), checkpoint.load_params(resumed)
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
     assert len(open(os.path.join(resumed, "log.jsonl")).readlines()) == 6
+
+
+def test_pretraining_stage_runs_first_and_the_objective_starts_from_its_weights(tmp_path):
+    out = str(tmp_path / "m")
+    plain = _objective()
+    first = Objective(plain.init, lambda params, batch: {**plain.per_sample(params, batch), "pre": batch["y"] * 0})
+    staged = Objective(plain.init, plain.per_sample, (Stage("warm", first, 4),))
+    fit(staged, _data(), None, CONFIG, out, {"kind": "toy"}, until_epoch=1, progress=False)
+    stage_log = [json.loads(line) for line in open(os.path.join(out, "warm", "log.jsonl"))]
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert len(stage_log) == 4 and "train_pre" in stage_log[0] and len(log) == 1
+    assert checkpoint.load_card(os.path.join(out, "warm"))["stage"] == "warm"
+    # the main training continues where the stage left off, not from a fresh start
+    assert log[0]["train_loss"] < 0.7 * stage_log[0]["train_loss"]
+    fit(staged, _data(), None, CONFIG, out, {"kind": "toy"}, progress=False)  # resumes: the stage is not rerun
+    assert len(open(os.path.join(out, "warm", "log.jsonl")).readlines()) == 4
+    assert len(open(os.path.join(out, "log.jsonl")).readlines()) == 6
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):

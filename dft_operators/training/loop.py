@@ -3,7 +3,9 @@
 A model plugs in through an :class:`Objective`: ``init(key, batch) -> params`` and
 ``per_sample(params, batch) -> {"loss": [batch], metric: [batch], ...}``.  Batches are dicts of arrays
 with a leading batch axis; the loop pads every batch to one shape (padding rows have ``weight`` 0, so
-jit compiles once) and averages losses and metrics with those weights.
+jit compiles once) and averages losses and metrics with those weights. An objective may name pretraining
+:class:`Stage` s (another loss on the same weights, e.g. DenSNet's density first): each is trained to the end,
+by this same loop in its own subdirectory, before the objective itself starts from its best weights.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class Objective(NamedTuple):
 
     init: Callable[[jax.Array, Batch], Any]  # (key, batch) -> params
     per_sample: Callable[[Any, Batch], dict[str, jax.Array]]  # (params, batch) -> {"loss": [batch], ...}
+    pretraining: tuple[Stage, ...] = ()  # trained first, in order, each starting from the previous one's weights
+
+
+class Stage(NamedTuple):
+    """A pretraining stage: ``objective`` (on the same weights) for ``epochs``, saved in ``out_dir/name``."""
+
+    name: str
+    objective: Objective
+    epochs: int
 
 
 @flax.struct.dataclass
@@ -141,6 +152,7 @@ def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[
       card: what the model card records besides metrics (kind, model_config, level, normalisation,
         data_fingerprint); ``train_config`` is added here.
       until_epoch: stop after this epoch (for time-sliced jobs); training continues on the next call.
+        It counts the objective's own epochs: pretraining stages always run to their end first.
     Returns:
       {"epochs": epochs done, "best_epoch", "train": {...}, "val": {...}, "checkpoint": out_dir}.
     Raises:
@@ -162,6 +174,9 @@ def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[
     state = TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), params, optimizer.init(params))
     manager = checkpoint.state_manager(out_dir)
     restored = checkpoint.restore_state(manager, state)
+    if restored is None and objective.pretraining:
+        params = _pretrain(objective.pretraining, params, train_data, val_data, config, out_dir, card, progress)
+        state = TrainState(state.step, state.epoch, params, optimizer.init(params))
     state = restored if restored is not None else state
     log = metrics.JsonLog(os.path.join(out_dir, "log.jsonl"))
     history = [e for e in log.read() if e["epoch"] <= int(state.epoch)]
@@ -210,3 +225,15 @@ def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[
             "train": {k[6:]: v for k, v in final.items() if k.startswith("train_")},
             "val": {k[4:]: v for k, v in final.items() if k.startswith("val_")},
             "checkpoint": out_dir}
+
+
+def _pretrain(stages: tuple[Stage, ...], params, train_data, val_data, config: TrainConfig, out_dir: str, card: dict,
+              progress: bool):
+    """Trains (or resumes) each stage from the previous one's best weights; returns the last best weights."""
+    for stage in stages:
+        stage_dir = os.path.join(out_dir, stage.name)
+        start = stage.objective._replace(init=lambda key, batch, p=params: p)
+        fit(start, train_data, val_data, config.replace(epochs=stage.epochs), stage_dir, {**card, "stage": stage.name},
+            progress=progress)
+        params = checkpoint.load_params(stage_dir, like=params)
+    return params

@@ -45,7 +45,7 @@ from dft_operators.models import densnet
 from dft_operators.molecule import Molecule
 from dft_operators.reference import density_basis
 from dft_operators.nn.graph import AtomGraph, build_atom_graph
-from dft_operators.training.loop import Objective
+from dft_operators.training.loop import Objective, Stage
 
 _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
 # Random directions used to fit the map between PySCF's and e3nn's real spherical harmonics.
@@ -71,10 +71,13 @@ class DensityTask:
     force_scale: float = units.KCAL_PER_MOL_TO_HARTREE * units.ANGSTROM_PER_BOHR  # Hartree/Bohr (1 kcal/mol/A)
     dipole_weight: float = 1.0  # weight of the dipole term (the dipole is analytic in the coefficients)
     dipole_scale: float = 0.02 / units.DEBYE_PER_AU  # e*Bohr: a dipole error of this (0.02 D) per component costs 1
+    density_epochs: int = 0  # epochs of the density network alone (density + dipole terms) before the joint training
 
     def __post_init__(self):
         if self.density_metric not in _NORMS:
             raise ValueError(f"task.density_metric must be one of {sorted(_NORMS)}, not {self.density_metric!r}")
+        if self.density_epochs < 0:
+            raise ValueError(f"task.density_epochs must be >= 0, not {self.density_epochs}")
 
 
 def harmonic_maps(lmax: int) -> list[np.ndarray]:
@@ -255,42 +258,53 @@ def graph_of(row: dict) -> AtomGraph:
     return AtomGraph(**{k: row[k] for k in _GRAPH_FIELDS})
 
 
-def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask) -> dict[str, jax.Array]:
-    """Loss (module docstring) and metrics of one record."""
+def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask, joint: bool = True
+                   ) -> dict[str, jax.Array]:
+    """Loss (module docstring) and metrics of one record; ``joint=False``: the density and dipole terms only
+    (the density network alone: jit drops the energy network and the forces)."""
     graph = graph_of(row)
-    out = densnet.predict_all(module, params, graph, basis, baseline, row["n_electrons"])
+    if joint:
+        out = densnet.predict_all(module, params, graph, basis, baseline, row["n_electrons"])
+    else:
+        coefficients, _ = module.apply(params, graph, basis, baseline, row["n_electrons"])
+        out = {"coefficients": coefficients, "dipole": densnet.dipole(coefficients, graph, basis)}
     delta = out["coefficients"] - row["coefficients"]  # [A, D]
     density_sq = jnp.einsum("ad,abde,be->", delta, row["metric"], delta)
-    real = (graph.species > 0).astype(delta.dtype)
-    force_error = (out["forces"] - row["forces"]) * real[:, None]
-    n_components = 3.0 * real.sum()
-    energy_error = out["energy"] - row["energy"]
     dipole_error = out["dipole"] - row["dipole"]
     loss = (task.density_weight * density_sq / row["n_electrons"] / task.density_scale**2
-            + task.energy_weight * (energy_error / task.energy_scale) ** 2
-            + task.force_weight * jnp.sum(force_error**2) / n_components / task.force_scale**2
             + task.dipole_weight * jnp.sum(dipole_error**2) / 3.0 / task.dipole_scale**2)
-    return {"loss": loss,
-            f"density_{_NORMS[task.density_metric]}": jnp.sqrt(density_sq),
-            "coefficient_nmae_percent": 100.0 * jnp.sum(jnp.abs(delta)) / jnp.sum(jnp.abs(row["coefficients"])),
-            "energy_error_kcal_mol": jnp.abs(energy_error) * units.HARTREE_TO_KCAL_PER_MOL,
-            "force_mae_kcal_mol_a": jnp.sum(jnp.abs(force_error)) / n_components
-            * units.HARTREE_TO_KCAL_PER_MOL / units.ANGSTROM_PER_BOHR,
-            "dipole_error_debye": jnp.linalg.norm(dipole_error) * units.DEBYE_PER_AU}
+    metrics = {f"density_{_NORMS[task.density_metric]}": jnp.sqrt(density_sq),
+               "coefficient_nmae_percent": 100.0 * jnp.sum(jnp.abs(delta)) / jnp.sum(jnp.abs(row["coefficients"])),
+               "dipole_error_debye": jnp.linalg.norm(dipole_error) * units.DEBYE_PER_AU}
+    if joint:
+        real = (graph.species > 0).astype(delta.dtype)
+        force_error = (out["forces"] - row["forces"]) * real[:, None]
+        n_components = 3.0 * real.sum()
+        energy_error = out["energy"] - row["energy"]
+        loss = (loss + task.energy_weight * (energy_error / task.energy_scale) ** 2
+                + task.force_weight * jnp.sum(force_error**2) / n_components / task.force_scale**2)
+        metrics.update(energy_error_kcal_mol=jnp.abs(energy_error) * units.HARTREE_TO_KCAL_PER_MOL,
+                       force_mae_kcal_mol_a=jnp.sum(jnp.abs(force_error)) / n_components
+                       * units.HARTREE_TO_KCAL_PER_MOL / units.ANGSTROM_PER_BOHR)
+    return {"loss": loss, **metrics}
 
 
 def objective(module, tables: dict, task: DensityTask) -> Objective:
-    """Density + energy + force loss of DenSNet over batches of padded records."""
+    """Density + energy + force + dipole loss of DenSNet over batches of padded records, after
+    ``task.density_epochs`` of the density network alone (a pretraining ``Stage``)."""
     basis, baseline = model_arrays(tables, module.max_atomic_number)
 
     def init(key, batch):
         row = {k: jnp.asarray(v[0]) for k, v in batch.items()}
         return module.init(key, graph_of(row), basis, baseline, row["n_electrons"])
 
-    def per_sample(params, batch):
-        return jax.vmap(lambda row: record_metrics(module, params, basis, baseline, row, task))(batch)
+    def per_sample(joint):
+        def batch_metrics(params, batch):
+            return jax.vmap(lambda row: record_metrics(module, params, basis, baseline, row, task, joint))(batch)
+        return batch_metrics
 
-    return Objective(init, per_sample)
+    density_first = (Stage("density_first", Objective(init, per_sample(False)), task.density_epochs),)
+    return Objective(init, per_sample(True), density_first if task.density_epochs > 0 else ())
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: DensityTask, module):
