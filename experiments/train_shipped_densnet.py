@@ -6,7 +6,8 @@ LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the
 (``etb:cc-pvdz``, the even-tempered products of cc-pVDZ: its fit is 0.56 % NMAE from the Kohn-Sham density
 of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step resumes after a kill.
 Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data]
-Results go to experiments/results/<config name>.json and <config name>_learning_curve.png.
+Results go to experiments/results/<config name>.json and <config name>_learning_curve.png; with
+``task.density_epochs`` the density network's NMAE after its own stage (before the joint one) is reported too.
 """
 
 import json
@@ -65,6 +66,11 @@ def main():
     test.update(nmae_percent=nmae["model_vs_ks"], nmae_vs_fit_percent=nmae["model_vs_fit"],
                 fit_nmae_percent=nmae["fit_vs_ks"], atoms_nmae_percent=nmae["atoms_vs_ks"],
                 nmae_records=nmae["records"])
+    stage_dir = os.path.join(model_dir, "density_first")
+    if os.path.isdir(stage_dir):  # the density network before the joint training, against the same fits
+        stage, ds = api.load_model(stage_dir), Dataset(paths["test"])
+        test["density_first_nmae_vs_fit_percent"] = densnet.records_nmae(
+            stage.card, stage.module, stage.params, ds, ds.ids[:data["nmae_records"]], grid_level=3)
     if not args.no_ship:
         checkpoint.export_model(
             model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
