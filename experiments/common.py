@@ -25,14 +25,18 @@ def read_config(path: str) -> tuple[dict, dict]:
 
 
 def write_results(config_path: str, model_dir: str, result: dict) -> None:
-    """experiments/results/<config name>.json (``result`` plus the model's training log) and
-    <config name>_learning_curve.png."""
+    """experiments/results/<config name>.json (``result`` plus the model's training logs, pretraining stages
+    as "<stage>_log") and <config name>[_<stage>]_learning_curve.png."""
     from dft_operators.training import metrics
 
     name = os.path.splitext(os.path.basename(config_path))[0]
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    shutil.copy(os.path.join(model_dir, "learning_curve.png"),
-                os.path.join(HERE, "results", f"{name}_learning_curve.png"))
-    result = {**result, "log": metrics.JsonLog(os.path.join(model_dir, "log.jsonl")).read()}
+    stages = sorted(d for d in os.listdir(model_dir) if os.path.exists(os.path.join(model_dir, d, "log.jsonl")))
+    logs = {}
+    for stage, directory in [("", model_dir)] + [(s, os.path.join(model_dir, s)) for s in stages]:
+        suffix = f"_{stage}" if stage else ""
+        shutil.copy(os.path.join(directory, "learning_curve.png"),
+                    os.path.join(HERE, "results", f"{name}{suffix}_learning_curve.png"))
+        logs[f"{stage}_log" if stage else "log"] = metrics.JsonLog(os.path.join(directory, "log.jsonl")).read()
     with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump({**result, **logs}, f, indent=1)

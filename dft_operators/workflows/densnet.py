@@ -21,7 +21,7 @@ the first term a squared norm of the real-space density error per electron: with
 dr, the L2 norm; with M = J, J_ab = (a|1/r12|b), the Coulomb norm (twice the Hartree energy of the error).
 The Coulomb norm weighs smooth, extended errors more and the cusps less (it is the metric of density fitting
 itself), but leaves short-wavelength errors nearly free: on ethanol it gave 2.07 % density NMAE against the L2
-norm's 1.81 % (README results), so "overlap" is the default. The cross-atom blocks
+norm's 1.81 % (both trained jointly, README results), so "overlap" is the default. The cross-atom blocks
 matter: the fitted targets carry large coefficient components along near-null directions of the metric
 (functions of neighbouring atoms that nearly cancel, smallest overlap eigenvalue ~5e-6 for ethanol in
 def2-universal-jkfit) that no smooth model reproduces and no density shows; a one-centre metric charges them
