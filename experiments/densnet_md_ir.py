@@ -9,8 +9,9 @@ peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
 Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
 temperature (--temperature 50) its peaks approach the harmonic frequencies of the surface, the like-for-like
 comparison with PySCF's harmonic IR.
-Run: python experiments/densnet_md_ir.py [--model densnet-ethanol] [--ps 10] [--dt 0.5] [--temperature 300]
-Writes experiments/results/densnet_ethanol_md_ir_<T>K.json and densnet_ethanol_ir_<T>K.png.
+Run: python experiments/densnet_md_ir.py [--model densnet-ethanol] [--name densnet_ethanol] [--ps 10] [--dt 0.5]
+     [--temperature 300]
+Writes experiments/results/<name>_md_ir_<T>K.json and <name>_ir_<T>K.png.
 """
 
 import argparse
@@ -36,7 +37,8 @@ def match_bands(strong: list[dict], peaks: list[dict]) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="densnet-ethanol")
+    parser.add_argument("--model", default="densnet-ethanol", help="a shipped model's name or a model directory")
+    parser.add_argument("--name", default="densnet_ethanol", help="prefix of the result files")
     parser.add_argument("--ps", type=float, default=10.0, help="length of the NVE run in ps")
     parser.add_argument("--dt", type=float, default=0.5, help="time step in fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="target temperature in K")
@@ -50,7 +52,7 @@ def main():
     tag = f"{args.temperature:g}K"  # every temperature has its own trajectory and results
     traj_path = os.path.join(args.workdir, f"ethanol_nve_{tag}.npz")
     steps = int(round(args.ps * 1000 / args.dt))
-    results_path = os.path.join(HERE, "results", f"densnet_ethanol_md_ir_{tag}.json")
+    results_path = os.path.join(HERE, "results", f"{args.name}_md_ir_{tag}.json")
     if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused
         traj = dynamics.load_trajectory(traj_path)
         seconds = None
@@ -66,7 +68,7 @@ def main():
     strongest = max(b["intensity_km_mol"] for b in harmonic["strong_bands"])
     sticks = [(f, i / max(harmonic["intensities_km_mol"])) for f, i in
               zip(harmonic["frequencies_cm1"], harmonic["intensities_km_mol"])]
-    ir = api.ir(traj_path, os.path.join(HERE, "results", f"densnet_ethanol_ir_{tag}.png"), min_relative=0.02,
+    ir = api.ir(traj_path, os.path.join(HERE, "results", f"{args.name}_ir_{tag}.png"), min_relative=0.02,
                 reference_peaks=sticks, max_lag_fs=args.max_lag, min_cm1=100.0)
     bands = match_bands(harmonic["strong_bands"], ir["peaks"])
     # The model's own harmonic frequencies at PySCF's minimum separate surface errors from anharmonicity.

@@ -97,6 +97,8 @@ def test_foreign_or_corrupt_directories_are_refused(tmp_path):
     fit(_objective(), _data(), None, CONFIG, out, {"kind": "toy"}, until_epoch=1, progress=False)
     with pytest.raises(TrainingError, match="another kind"):
         fit(_objective(), _data(), None, CONFIG, out, {"kind": "other"}, progress=False)
+    with pytest.raises(TrainingError, match="another task"):  # other loss weights would mix two trainings
+        fit(_objective(), _data(), None, CONFIG, out, {"kind": "toy", "task": {"weight": 2.0}}, progress=False)
     with pytest.raises(checkpoint.CheckpointError, match="not a dft_operators model directory"):
         checkpoint.load_card(str(tmp_path))
     with open(os.path.join(out, "card.json"), "w") as f:

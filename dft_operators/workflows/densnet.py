@@ -33,7 +33,10 @@ density first, as the method is built: the density network is trained alone on t
 (a pretraining ``training.loop.Stage``: no energy network and no forces, so an epoch costs ~2.4x less), then
 frozen (its gradients stopped) while the energy network trains on all terms for ``train.epochs``. Joint
 fine-tuning from the pretrained density undoes it: on ethanol the density L2 error went from 0.024 to 0.043 in
-five joint epochs, as the fresh energy network's force errors pull on the density network.
+five joint epochs, as the fresh energy network's force errors pull on the density network. Frozen, the
+density is better (ethanol: 1.35 % NMAE, joint 1.81 %) and the energy surface worse (strong-band harmonic
+frequencies 69 cm^-1 off, joint 19): the energy network no longer shapes the features it reads. The shipped
+model trains jointly.
 """
 
 from __future__ import annotations
