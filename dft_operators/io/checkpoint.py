@@ -38,6 +38,11 @@ def save_card(directory: str, card: dict) -> None:
     os.replace(tmp, os.path.join(directory, "card.json"))
 
 
+def as_json(value):
+    """``value`` as it reads back from a card (tuples become lists, NumPy scalars Python numbers)."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
 def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()

@@ -133,7 +133,7 @@ def _check_directory(out_dir: str, card: dict) -> None:
         return
     old = checkpoint.load_card(out_dir)
     for key in ("kind", "model_config", "task", "train_config", "data_fingerprint"):
-        if old.get(key) != card.get(key):
+        if old.get(key) != checkpoint.as_json(card.get(key)):
             raise TrainingError(f"{out_dir} holds a model with another {key} ({old.get(key)} vs {card.get(key)}); "
                                 "train into a new directory")
 
