@@ -323,7 +323,7 @@ def objective(module, tables: dict, task: DensityTask) -> Objective:
 
 
 def _stop_density_gradients(params):
-    """The weights with the density network's held constant under jax.grad (the energy network's free)."""
+    """The weights, the density network's held constant under jax.grad (the energy network's stay free)."""
     return {**params, "params": {name: jax.lax.stop_gradient(p) if name.startswith(_DENSITY_MODULES) else p
                                  for name, p in params["params"].items()}}
 
