@@ -195,10 +195,12 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     assert "train_energy_error_kcal_mol" not in density_first[0]  # the density network alone
     model = api.load_model(out)
     pretrained = api.load_model(os.path.join(out, "density_first")).params["params"]
+    frozen = {name for name in model.params["params"] if name.startswith(densnet.DENSITY_MODULES)}
+    assert {"density_embed", "neighbour_readout", "coefficient_readout"} <= frozen  # the prefixes match the model
     for name, weights in model.params["params"].items():  # then frozen (to AdamW's weight decay), energy trained
         same = [np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(jax.tree_util.tree_leaves(weights),
                                                                          jax.tree_util.tree_leaves(pretrained[name]))]
-        assert all(same) if name.startswith(workflow._DENSITY_MODULES) else not all(same), name
+        assert all(same) if name in frozen else not all(same), name
     water = molecule.builtin("water")
     pred = api.predict(model, water, str(tmp_path / "water.cube"))
     # A 0.2 Bohr box misses part of the 1s cusp; PySCF's own density on the same box misses the same part.

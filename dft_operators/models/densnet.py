@@ -39,6 +39,10 @@ from dft_operators.nn.equivariant import AtomInteraction, NeighbourTensorReadout
 from dft_operators.nn.graph import AtomGraph
 
 
+# Name prefixes of the top-level modules of ``DenSNet`` that make the coefficients (the rest make the energy).
+DENSITY_MODULES = ("density_", "neighbour_readout", "coefficient_readout")
+
+
 @dataclasses.dataclass(frozen=True)
 class DenSNetConfig:
     """Hyperparameters of DenSNet (saved beside its weights)."""

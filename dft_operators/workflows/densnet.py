@@ -58,8 +58,6 @@ from dft_operators.nn.graph import AtomGraph, build_atom_graph
 from dft_operators.training.loop import Objective, Stage
 
 _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
-# Top-level modules of ``models.densnet.DenSNet`` that make the coefficients (the rest make the energy).
-_DENSITY_MODULES = ("density_", "neighbour_readout", "coefficient_readout")
 # Random directions used to fit the map between PySCF's and e3nn's real spherical harmonics.
 _N_DIRECTIONS = 64
 # A slot's normalising scale never drops below this fraction of the element's largest one.
@@ -324,7 +322,7 @@ def objective(module, tables: dict, task: DensityTask) -> Objective:
 
 def _stop_density_gradients(params):
     """The weights, the density network's held constant under jax.grad (the energy network's stay free)."""
-    return {**params, "params": {name: jax.lax.stop_gradient(p) if name.startswith(_DENSITY_MODULES) else p
+    return {**params, "params": {name: jax.lax.stop_gradient(p) if name.startswith(densnet.DENSITY_MODULES) else p
                                  for name, p in params["params"].items()}}
 
 
