@@ -70,10 +70,12 @@ class TrainSetup:
 
 
 def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, init_from: str | None = None) -> dict:
     """Trains (or resumes) a model of ``kind`` on a dataset file; returns the loop's summary.
 
     The validation set holds whole molecules (``held_out`` names, or ``train.val_fraction`` of them).
+    ``init_from``: a model directory of the same kind and model config whose weights training starts from
+    (fine-tuning, or going on with a schedule that has ended), instead of random ones; recorded in the card.
     """
     setup = TrainSetup.resolve(kind, config)
     ds = Dataset(data)
@@ -90,8 +92,20 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
             "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
             "data_fingerprint": ds.fingerprint(), **card_entries,
             "split": {"train_molecules": molecules_of(train_ids), "val_molecules": molecules_of(val_ids)}}
+    if init_from is not None:
+        objective = _starting_from(init_from, objective, card)
+        card["init_from"] = os.path.abspath(init_from)
     summary = loop.fit(objective, train_arrays, val_arrays, setup.train_config, out, card, until_epoch, progress)
     return {**summary, "n_train": len(train_ids), "n_val": len(val_ids)}
+
+
+def _starting_from(directory: str, objective: loop.Objective, card: dict) -> loop.Objective:
+    """The objective with its init replaced by the weights of the model in ``directory`` (checked to match)."""
+    start = checkpoint.load_card(directory)
+    for key in ("kind", "model_config"):
+        if start.get(key) != checkpoint.as_json(card[key]):
+            raise ValueError(f"cannot start from {directory}: its {key} is {start.get(key)}, this model's {card[key]}")
+    return objective._replace(init=lambda key, batch: checkpoint.load_params(directory, like=objective.init(key, batch)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -78,7 +78,7 @@ def cmd_train(args) -> dict:
     from dft_operators import api
 
     return api.train(args.kind, args.data, args.out, args.config, until_epoch=args.until_epoch,
-                     progress=not args.quiet)
+                     progress=not args.quiet, init_from=args.init_from)
 
 
 def cmd_models(args) -> dict:
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
     p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")
+    p.add_argument("--init-from", help="start from this model's weights (same kind and model config)")
 
     sub.add_parser("models", parents=[common], help="list shipped models")
 

@@ -5,7 +5,7 @@ config), each randomly displaced (Gaussian, ``displacement`` Bohr per coordinate
 LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the config's auxiliary basis
 (``etb:cc-pvdz``, the even-tempered products of cc-pVDZ: its fit is 0.56 % NMAE from the Kohn-Sham density
 of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step resumes after a kill.
-Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data]
+Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data] [--init-from MODEL]
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png; with
 ``task.density_epochs`` the density network's NMAE after its own stage (before the joint one) is reported too.
 """
@@ -52,6 +52,7 @@ def main():
     parser = common.config_parser(__doc__, "densnet_ethanol.json", "runs/densnet_ethanol")
     parser.add_argument("--only-data", action="store_true", help="generate the datasets and stop")
     parser.add_argument("--no-ship", action="store_true", help="do not copy the model into the package")
+    parser.add_argument("--init-from", help="start from this model's weights (api.train's init_from)")
     args = parser.parse_args()
     config, data = common.read_config(args.config)
     os.makedirs(args.workdir, exist_ok=True)
@@ -60,7 +61,7 @@ def main():
     if args.only_data:
         return
     model_dir = os.path.join(args.workdir, "model")
-    summary = api.train("densnet", paths["train"], model_dir, config)
+    summary = api.train("densnet", paths["train"], model_dir, config, init_from=args.init_from)
     test = api.evaluate(model_dir, paths["test"])
     nmae = density_nmae(model_dir, paths["test"], data["nmae_records"])
     test.update(nmae_percent=nmae["model_vs_ks"], nmae_vs_fit_percent=nmae["model_vs_fit"],

@@ -1,6 +1,7 @@
 """The Python API behind the command line: train, load, predict, evaluate, on a tiny FNO."""
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +92,22 @@ def test_training_resumes_through_the_api(tiny_grid_data, tmp_path):
     first = api.train("fno", tiny_grid_data, out, TINY, until_epoch=1, progress=False)
     assert first["epochs"] == 1
     assert api.train("fno", tiny_grid_data, out, TINY, progress=False)["epochs"] == 3
+
+
+def test_training_can_start_from_another_models_weights(trained, tiny_grid_data, tmp_path):
+    start, _ = trained
+    one_epoch = {**TINY, "train": {**TINY["train"], "epochs": 1, "learning_rate": 1e-9}}
+    out = str(tmp_path / "m")
+    summary = api.train("fno", tiny_grid_data, out, one_epoch, progress=False, init_from=start)
+    assert api.load_model(out).card["init_from"] == os.path.abspath(start)
+    # at a vanishing learning rate the weights are the start's, and so is the validation loss
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), api.load_model(start).params,
+                           api.load_model(out).params)
+    fresh = api.train("fno", tiny_grid_data, str(tmp_path / "fresh"), one_epoch, progress=False)
+    assert summary["val"]["loss"] < 0.9 * fresh["val"]["loss"]
+    with pytest.raises(ValueError, match="its model_config"):
+        api.train("fno", tiny_grid_data, str(tmp_path / "wide"), {**one_epoch, "model": {"width": 5}},
+                  progress=False, init_from=start)
 
 
 def test_bad_configs_are_named():

@@ -66,12 +66,14 @@ def test_pretraining_stage_runs_first_and_the_objective_starts_from_its_weights(
     out = str(tmp_path / "m")
     plain = _objective()
     first = Objective(plain.init, lambda params, batch: {**plain.per_sample(params, batch), "pre": batch["y"] * 0})
-    staged = Objective(plain.init, plain.per_sample, (Stage("warm", first, 4),))
+    staged = Objective(plain.init, plain.per_sample, (Stage("warm", first, 4, learning_rate=0.05),))
     fit(staged, _data(), None, CONFIG, out, {"kind": "toy"}, until_epoch=1, progress=False)
     stage_log = [json.loads(line) for line in open(os.path.join(out, "warm", "log.jsonl"))]
     log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert len(stage_log) == 4 and "train_pre" in stage_log[0] and len(log) == 1
-    assert checkpoint.load_card(os.path.join(out, "warm"))["stage"] == "warm"
+    stage_card = checkpoint.load_card(os.path.join(out, "warm"))
+    assert stage_card["stage"] == "warm" and stage_card["train_config"]["learning_rate"] == 0.05
+    assert checkpoint.load_card(out)["train_config"]["learning_rate"] == CONFIG.learning_rate
     # the main training continues where the stage left off, not from a fresh start
     assert log[0]["train_loss"] < 0.7 * stage_log[0]["train_loss"]
     fit(staged, _data(), None, CONFIG, out, {"kind": "toy"}, progress=False)  # resumes: the stage is not rerun

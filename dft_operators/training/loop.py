@@ -43,11 +43,13 @@ class Objective(NamedTuple):
 
 
 class Stage(NamedTuple):
-    """A pretraining stage: ``objective`` (on the same weights) for ``epochs``, saved in ``out_dir/name``."""
+    """A pretraining stage: ``objective`` (on the same weights) for ``epochs``, saved in ``out_dir/name``,
+    at peak ``learning_rate`` (None: the training config's)."""
 
     name: str
     objective: Objective
     epochs: int
+    learning_rate: float | None = None
 
 
 @flax.struct.dataclass
@@ -132,7 +134,7 @@ def _check_directory(out_dir: str, card: dict) -> None:
     if not os.path.exists(os.path.join(out_dir, "card.json")):
         return
     old = checkpoint.load_card(out_dir)
-    for key in ("kind", "model_config", "task", "train_config", "data_fingerprint"):
+    for key in ("kind", "model_config", "task", "train_config", "data_fingerprint", "init_from"):
         if old.get(key) != checkpoint.as_json(card.get(key)):
             raise TrainingError(f"{out_dir} holds a model with another {key} ({old.get(key)} vs {card.get(key)}); "
                                 "train into a new directory")
@@ -233,7 +235,7 @@ def _pretrain(stages: tuple[Stage, ...], params, train_data, val_data, config: T
     for stage in stages:
         stage_dir = os.path.join(out_dir, stage.name)
         start = stage.objective._replace(init=lambda key, batch, p=params: p)
-        fit(start, train_data, val_data, config.replace(epochs=stage.epochs), stage_dir, {**card, "stage": stage.name},
-            progress=progress)
+        stage_config = config.replace(epochs=stage.epochs, learning_rate=stage.learning_rate or config.learning_rate)
+        fit(start, train_data, val_data, stage_config, stage_dir, {**card, "stage": stage.name}, progress=progress)
         params = checkpoint.load_params(stage_dir, like=params)
     return params

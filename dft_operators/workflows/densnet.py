@@ -81,13 +81,17 @@ class DensityTask:
     force_scale: float = units.KCAL_PER_MOL_TO_HARTREE * units.ANGSTROM_PER_BOHR  # Hartree/Bohr (1 kcal/mol/A)
     dipole_weight: float = 1.0  # weight of the dipole term (the dipole is analytic in the coefficients)
     dipole_scale: float = 0.02 / units.DEBYE_PER_AU  # e*Bohr: a dipole error of this (0.02 D) per component costs 1
-    density_epochs: int = 0  # epochs of the density network alone, then frozen (module docstring); 0: joint
+    density_epochs: int = 0  # epochs of the density network alone first (module docstring); 0: joint from the start
+    density_learning_rate: float | None = None  # peak learning rate of those epochs (None: train.learning_rate)
+    freeze_density: bool = True  # after them, the density network frozen (True) or trained on with the energy one
 
     def __post_init__(self):
         if self.density_metric not in _NORMS:
             raise ValueError(f"task.density_metric must be one of {sorted(_NORMS)}, not {self.density_metric!r}")
         if self.density_epochs < 0:
             raise ValueError(f"task.density_epochs must be >= 0, not {self.density_epochs}")
+        if self.density_learning_rate is not None and not self.density_learning_rate > 0:
+            raise ValueError(f"task.density_learning_rate must be > 0, not {self.density_learning_rate}")
 
 
 def harmonic_maps(lmax: int) -> list[np.ndarray]:
@@ -301,7 +305,8 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
 
 def objective(module, tables: dict, task: DensityTask) -> Objective:
     """Density + energy + force + dipole loss of DenSNet over batches of padded records; with
-    ``task.density_epochs`` the density network alone first (a pretraining ``Stage``), then frozen."""
+    ``task.density_epochs`` the density network alone first (a pretraining ``Stage``), then frozen or not
+    (``task.freeze_density``) while the energy network trains."""
     basis, baseline = model_arrays(tables, module.max_atomic_number)
 
     def init(key, batch):
@@ -316,8 +321,9 @@ def objective(module, tables: dict, task: DensityTask) -> Objective:
 
     if task.density_epochs == 0:
         return Objective(init, per_sample(True, False))
-    density_first = Stage("density_first", Objective(init, per_sample(False, False)), task.density_epochs)
-    return Objective(init, per_sample(True, True), (density_first,))
+    density_first = Stage("density_first", Objective(init, per_sample(False, False)), task.density_epochs,
+                          task.density_learning_rate)
+    return Objective(init, per_sample(True, task.freeze_density), (density_first,))
 
 
 def _stop_density_gradients(params):
