@@ -185,12 +185,13 @@ def test_forces_match_finite_differences(model):
 
 def test_after_the_density_stage_the_density_network_is_frozen_or_trained_on(data):
     ds, module = Dataset(data), create_model("densnet", CONFIG)
+    _, arrays, _, entries = workflow.prepare(ds, ds.ids[:2], [], workflow.DensityTask(), module)
     for freeze in (True, False):
         task = workflow.DensityTask(density_epochs=3, density_learning_rate=1e-4, freeze_density=freeze)
-        objective, arrays, _, _ = workflow.prepare(ds, ds.ids[:2], [], task, module)
+        objective = workflow.objective(module, entries["tables"], task)
         assert objective.pretraining[0].epochs == 3 and objective.pretraining[0].learning_rate == 1e-4
         params = objective.init(jax.random.PRNGKey(0), arrays)
-        grads = jax.grad(lambda p: objective.per_sample(p, arrays)["loss"].sum())(params)["params"]
+        grads = jax.jit(jax.grad(lambda p: objective.per_sample(p, arrays)["loss"].sum()))(params)["params"]
         density = [np.abs(g).max() for name in grads if name.startswith(densnet.DENSITY_MODULES)
                    for g in jax.tree_util.tree_leaves(grads[name])]
         assert (max(density) == 0) == freeze, freeze
