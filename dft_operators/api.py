@@ -79,19 +79,27 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
     """
     setup = TrainSetup.resolve(kind, config)
     ds = Dataset(data)
-    names = [str(n) for n in ds.attribute("name")]
-    train_ids, val_ids = split_by_molecule(ds.ids, names, setup.train_config.val_fraction,
-                                           setup.train_config.seed, setup.held_out)
+    names, keys = [str(n) for n in ds.attribute("name")], ds.molecule_keys()
+    held_out = None
+    if setup.held_out is not None:  # names or SMILES
+        held_out = sorted({k for n, k in zip(names, keys) if n in setup.held_out or k in setup.held_out})
+    train_ids, val_ids = split_by_molecule(ds.ids, keys, setup.train_config.val_fraction, setup.train_config.seed,
+                                           held_out)
     if not train_ids:
         raise ValueError(f"{data}: no training records left after holding out {sorted(set(names))}")
     module = models.create_model(kind, setup.model_config)
     objective, train_arrays, val_arrays, card_entries = WORKFLOWS[kind][0].prepare(
         ds, train_ids, val_ids, setup.task, module)
-    molecules_of = lambda ids: sorted({n for i, n in zip(ds.ids, names) if i in set(ids)})  # noqa: E731
+
+    def molecules_of(ids, labels):
+        ids = set(ids)
+        return sorted({label for i, label in zip(ds.ids, labels) if i in ids})
+
     card = {"kind": kind, "model_config": dataclasses.asdict(setup.model_config),
             "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
             "data_fingerprint": ds.fingerprint(), **card_entries,
-            "split": {"train_molecules": molecules_of(train_ids), "val_molecules": molecules_of(val_ids)}}
+            "molecules": {"train": molecules_of(train_ids, keys), "val": molecules_of(val_ids, keys)},
+            "split": {"train_molecules": molecules_of(train_ids, names), "val_molecules": molecules_of(val_ids, names)}}
     if init_from is not None:
         objective = _starting_from(init_from, objective, card)
         card["init_from"] = os.path.abspath(init_from)
@@ -132,14 +140,14 @@ def pretrained_dir() -> str:
 
 
 def list_models() -> list[dict]:
-    """The shipped models: [{name, kind, level: {xc, basis, pseudo}, metrics}]."""
+    """The shipped models: [{name, kind, path (the model directory), level: {xc, basis, pseudo}, metrics}]."""
     root = pretrained_dir()
     out = []
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         if os.path.exists(os.path.join(root, name, "card.json")):
             card = checkpoint.load_card(os.path.join(root, name))
             level = {k: card["level"].get(k) for k in ("xc", "basis", "pseudo")}
-            out.append({"name": name, "kind": card["kind"], "level": level,
+            out.append({"name": name, "kind": card["kind"], "path": os.path.join(root, name), "level": level,
                         "description": card.get("description", ""), "metrics": card.get("test_metrics", {})})
     return out
 

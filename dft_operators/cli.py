@@ -13,8 +13,8 @@ import time
 
 from dft_operators import errors, units
 
-COMMANDS = ("reference", "generate", "train", "models", "predict", "evaluate", "scf", "ofdft", "md", "ir",
-            "quickstart")
+COMMANDS = ("reference", "molecules", "generate", "dataset", "train", "models", "predict", "evaluate", "scf",
+            "ofdft", "md", "ir", "quickstart")
 
 
 def _level(args, default):
@@ -51,13 +51,20 @@ def cmd_reference(args) -> dict:
     return result
 
 
-def _molecule_list(specs: list[str]):
-    from dft_operators import molecule
+def _molecule_list(specs: list[str], exclude: str | None = None):
+    from dft_operators.data import molecule_specs
 
-    out = []
-    for spec in specs:
-        out.extend(molecule.builtin_set(spec[4:]) if spec.startswith("set:") else [molecule.parse_molecule(spec)])
-    return out
+    return molecule_specs.resolve(specs, exclude)
+
+
+def cmd_molecules(args) -> dict:
+    from dft_operators.data import molecule_specs
+
+    described = molecule_specs.describe(_molecule_list(args.specs, args.exclude))
+    for m in described:
+        print(f"{m['name']:24s} {m['heavy_atoms']:3d}  {m['smiles']}", file=sys.stderr)
+    print(f"{len(described)} molecules", file=sys.stderr)
+    return {"molecules": described, "count": len(described)}
 
 
 def cmd_generate(args) -> dict:
@@ -67,11 +74,25 @@ def cmd_generate(args) -> dict:
     kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
     default = reference.Level() if kinds == ("grid",) else reference.ALL_ELECTRON
     settings = GenerationSettings(
-        kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box, grid_level=args.grid_level,
-        n_conformers=args.conformers, displacement=args.displacement, rotate=not args.no_rotate,
-        strain=args.strain, random_potential=args.random_potential, forces=args.forces, seed=args.seed)
-    return generate(_molecule_list(args.molecules), args.out, settings, workers=args.workers,
+        kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box, margin=args.margin,
+        grid_level=args.grid_level, n_conformers=args.conformers, displacement=args.displacement,
+        rotate=not args.no_rotate, strain=args.strain, random_potential=args.random_potential, forces=args.forces,
+        seed=args.seed)
+    return generate(_molecule_list(args.molecules, args.exclude), args.out, settings, executor=args.executor,
+                    workers=args.workers, scheduler=args.scheduler, shard_size=args.shard_size,
                     progress=not args.quiet)
+
+
+def cmd_dataset(args) -> dict:
+    from dft_operators.io.dataset import Dataset
+
+    summary = Dataset(args.data).summary()
+    print(f"{summary['path']}: {summary['records']} records of {summary['molecules']} molecules in "
+          f"{summary['shards']} shards ({summary['failed']} failed); kinds {summary['kinds']}; level "
+          f"{summary['level']}", file=sys.stderr)
+    for field, shape in summary["shapes"].items():
+        print(f"  {field:28s} {shape}", file=sys.stderr)
+    return summary
 
 
 def cmd_train(args) -> dict:
@@ -157,6 +178,10 @@ def cmd_quickstart(args) -> dict:
     return quickstart.run(args.workdir, progress=not args.quiet)
 
 
+SPEC_HELP = ("molecule specs: xyz files, smiles:<SMILES>, builtin:<name>, set:<built-in set>, "
+             "qm9:N[,heavy=K][,seed=S], enumerate:N[,heavy=K][,elements=CNOF][,seed=S], file:PATH.smi, file:DIR")
+
+
 def _add_molecule(p):
     p.add_argument("molecule", help="a .xyz file (Angstrom), smiles:<SMILES> or builtin:<name>")
     p.add_argument("--charge", type=int, default=0, help="total charge")
@@ -185,12 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=0.2, help="cube spacing in Bohr")
     p.add_argument("--margin", type=float, default=5.0, help="cube margin around the atoms in Bohr")
 
-    p = sub.add_parser("generate", parents=[common], help="make a dataset (resumable)")
-    p.add_argument("--molecules", nargs="+", required=True,
-                   help="xyz files, smiles:<SMILES>, builtin:<name> or set:<built-in set>")
-    p.add_argument("--out", required=True, help="the HDF5 file")
+    p = sub.add_parser("molecules", parents=[common], help="list what molecule specs resolve to (no computing)")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--exclude", help="a .smi file: molecules with these canonical SMILES are left out")
+
+    p = sub.add_parser("generate", parents=[common], help="make or extend a dataset (resumable)")
+    p.add_argument("--molecules", nargs="+", required=True, metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--exclude", help="a .smi file: molecules with these canonical SMILES are left out")
+    p.add_argument("--out", required=True, help="the dataset directory (shards + manifest)")
     p.add_argument("--kind", default="grid", help="comma list of grid, quadrature, coefficients")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (local, or of the LocalCluster)")
+    p.add_argument("--executor", choices=["process", "dask"], default="process",
+                   help="local processes, or Dask distributed (pip install dft_operators[cluster])")
+    p.add_argument("--scheduler", help="a Dask scheduler address (tcp://HOST:PORT); default: a LocalCluster")
+    p.add_argument("--shard-size", type=int, default=256, help="records per shard file")
+    p.add_argument("--margin", type=float, default=2.0,
+                   help="Bohr every atom keeps from the box faces; molecules that cannot are skipped (grid kind)")
     p.add_argument("--conformers", type=int, default=4, help="conformers per molecule")
     p.add_argument("--displacement", type=float, default=0.1, help="std of atomic displacements, Bohr")
     p.add_argument("--no-rotate", action="store_true", help="keep the orientation of the input geometry")
@@ -210,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
     p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")
     p.add_argument("--init-from", help="start from this model's weights (same kind and model config)")
+
+    p = sub.add_parser("dataset", parents=[common], help="what a dataset holds")
+    p.add_argument("data", help="a dataset directory")
 
     sub.add_parser("models", parents=[common], help="list shipped models")
 

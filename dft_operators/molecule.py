@@ -52,6 +52,8 @@ class Molecule:
       charge: total charge in units of e.
       spin: 2S, the number of unpaired electrons (PySCF's convention).
       name: a label used in datasets and reports.
+      smiles: RDKit canonical SMILES of the molecule ("" when unknown); splits and model cards use it.
+      source: where it came from, e.g. "qm9:000123", "smiles", "builtin:water" ("" when unknown).
     """
 
     numbers: np.ndarray
@@ -59,6 +61,8 @@ class Molecule:
     charge: int = 0
     spin: int = 0
     name: str = "molecule"
+    smiles: str = ""
+    source: str = ""
 
     def __post_init__(self):
         numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
@@ -105,6 +109,11 @@ class Molecule:
         return int(self.numbers.size)
 
     @property
+    def heavy_atoms(self) -> int:
+        """Atoms other than hydrogen."""
+        return int((self.numbers > 1).sum())
+
+    @property
     def n_electrons(self) -> int:
         """All-electron count, sum(Z) - charge."""
         return int(self.numbers.sum()) - self.charge
@@ -119,7 +128,8 @@ class Molecule:
         """The molecule of a dataset record (``io.dataset.Dataset.record``: numbers, positions in Bohr, and the
         charge, spin and name attributes)."""
         return cls(np.asarray(record["numbers"]), np.asarray(record["positions"]), int(record["charge"]),
-                   int(record["spin"]), str(record["name"]))
+                   int(record["spin"]), str(record["name"]), str(record.get("smiles", "")),
+                   str(record.get("source", "")))
 
     def with_positions(self, positions: np.ndarray, name: str | None = None) -> "Molecule":
         """The same molecule at new positions (Bohr, [n_atoms, 3])."""

@@ -37,7 +37,7 @@ def compare_with_pyscf(model: api.Model, mol: molecule.Molecule) -> dict:
 def _train_small(workdir: str, progress: bool) -> str:
     from dft_operators.data.generate import GenerationSettings, generate
 
-    data = os.path.join(workdir, "data.h5")
+    data = os.path.join(workdir, "data")
     train_mols = [molecule.builtin(n) for n in ("water", "methane", "ammonia", "methanol", "formaldehyde", "ethane")]
     generate(train_mols, data, GenerationSettings(spacing=0.5, box_shape=32, n_conformers=2), progress=progress)
     out = os.path.join(workdir, "fno")

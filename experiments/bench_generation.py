@@ -24,7 +24,7 @@ MOLECULES = ["builtin:water", "builtin:methane", "builtin:ammonia", "builtin:met
 
 def main():
     work = tempfile.mkdtemp()
-    out = os.path.join(work, "data.h5")
+    out = os.path.join(work, "data")
     args = [sys.executable, "-m", "dft_operators.cli", "generate", "--molecules", *MOLECULES, "--out", out,
             "--kind", "grid,quadrature,coefficients", "--conformers", "4", "--spacing", "0.3", "--box", "48",
             "--workers", "2", "--quiet", "--json"]

@@ -45,7 +45,7 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     train_mols = molecules(config["train_molecules"], TOO_LONG | set(config["test_molecules"]))
     base = dict(n_conformers=config["conformers"], displacement=config["displacement"], seed=0, **config["grid"])
-    test_data = config["test_data"] or os.path.join(workdir, "test.h5")
+    test_data = config["test_data"] or os.path.join(workdir, "test")
     if not os.path.exists(test_data):
         generate(molecules(config["test_molecules"], ()), test_data,
                  GenerationSettings(**{**base, "n_conformers": 2, "seed": 1}), workers=args.workers)
@@ -53,7 +53,7 @@ def main():
                      "rotations+strain": dict(rotate=True, strain=config["strain"])}
     data = {}
     for name, overrides in augmentations.items():
-        data[name] = os.path.join(workdir, f"{name}.h5")
+        data[name] = os.path.join(workdir, f"{name}")
         generate(train_mols, data[name], GenerationSettings(**{**base, **overrides}), workers=args.workers)
     variants = {name: (path, {}) for name, path in data.items()}
     variants["rotations, rho0 only"] = (data["rotations"], {"inputs": ["rho0"]})

@@ -54,7 +54,7 @@ def main():
     paths, generation = {}, {}
     for split in ("train", "test"):
         mols = [molecule.from_smiles(s, name=n) for n, s in data[f"{split}_smiles"].items()]
-        paths[split] = os.path.join(args.workdir, f"{split}.h5")
+        paths[split] = os.path.join(args.workdir, f"{split}")
         generation[split] = generate(mols, paths[split], data_settings(data, split), workers=args.workers)
     if args.only_data:
         return

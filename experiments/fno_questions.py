@@ -76,7 +76,7 @@ def per_molecule(model: api.Model, data: str) -> dict:
 
 def rq1(workdir: str) -> None:
     model = api.load_model(os.path.join(workdir, "model"))
-    table = per_molecule(model, os.path.join(workdir, "test.h5"))
+    table = per_molecule(model, os.path.join(workdir, "test"))
     rows = []
     for name in list(table)[:3]:
         mol = molecule.builtin(name)
@@ -92,14 +92,14 @@ def rq2(workdir: str) -> None:
     model = api.load_model(os.path.join(workdir, "model"))
     builtin = set(molecule.builtin_names())
     train_names = [n for n in model.card["split"]["train_molecules"] if n in builtin][:6]
-    conformers = os.path.join(workdir, "new_conformers.h5")
+    conformers = os.path.join(workdir, "new_conformers")
     generate([molecule.builtin(n) for n in train_names], conformers,
              GenerationSettings(spacing=0.4, box_shape=40, n_conformers=2, displacement=0.2, seed=7), workers=2)
     new_conf = api.evaluate(model, conformers)["nmae_percent"]
     no_f = os.path.join(workdir, "model_no_fluorine")
     config = {**SHORT, "held_out": list(FLUORINATED)}
-    api.train("fno", os.path.join(workdir, "train.h5"), no_f, config)
-    ds = Dataset(os.path.join(workdir, "train.h5"))
+    api.train("fno", os.path.join(workdir, "train"), no_f, config)
+    ds = Dataset(os.path.join(workdir, "train"))
     names = [str(n) for n in ds.attribute("name")]
     f_ids = [i for i, n in zip(ds.ids, names) if n in FLUORINATED]
     save("rq2", {"new_conformers_nmae_percent": new_conf, "conformer_displacement_bohr": 0.2,
@@ -130,8 +130,8 @@ def rq4(workdir: str) -> None:
     result = {}
     for inputs in (("v_ext",), ("rho0",), ("v_ext", "rho0")):
         out = os.path.join(workdir, "rq4_" + "+".join(inputs))
-        api.train("fno", os.path.join(workdir, "train.h5"), out, {**SHORT, "task": {"inputs": list(inputs)}})
-        result["+".join(inputs)] = api.evaluate(out, os.path.join(workdir, "test.h5"))["nmae_percent"]
+        api.train("fno", os.path.join(workdir, "train"), out, {**SHORT, "task": {"inputs": list(inputs)}})
+        result["+".join(inputs)] = api.evaluate(out, os.path.join(workdir, "test"))["nmae_percent"]
     save("rq4", {"test_nmae_percent": result, "config": SHORT})
 
 

@@ -31,7 +31,7 @@ SHIPPED = "deepscf-small"
 
 def datasets(data_dir: str, workers: int) -> tuple[str, str]:
     """The training and held-out dataset files, generated (or completed) only when missing."""
-    train, test = os.path.join(data_dir, "train.h5"), os.path.join(data_dir, "test.h5")
+    train, test = os.path.join(data_dir, "train"), os.path.join(data_dir, "test")
     if not os.path.exists(train):
         pool = [m for m in molecule.builtin_set("small-organic") if m.name not in TOO_LONG | set(TEST_MOLECULES)]
         generate(pool, train, GenerationSettings(n_conformers=6, seed=0, **SETTINGS), workers=workers)
@@ -64,7 +64,7 @@ def slices(model: api.Model, name: str, path: str) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="runs/fno_small", help="folder of train.h5 and test.h5")
+    parser.add_argument("--data", default="runs/fno_small", help="folder of train and test")
     parser.add_argument("--workdir", default="runs/deepscf_small")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--config", default=os.path.join(HERE, "configs", "deepscf_small.json"))

@@ -45,7 +45,7 @@ def base_conformers(data: dict) -> list[molecule.Molecule]:
 def make_data(data: dict, workdir: str, workers: int) -> tuple[dict, dict]:
     """Generates (or resumes) the train and test files; returns (paths, generation summaries)."""
     mols = base_conformers(data)
-    paths = {split: os.path.join(workdir, f"{split}.h5") for split in ("train", "test")}
+    paths = {split: os.path.join(workdir, f"{split}") for split in ("train", "test")}
     summaries = {split: generate(mols, path, data_settings(data, split), workers=workers)
                  for split, path in paths.items()}
     return paths, summaries

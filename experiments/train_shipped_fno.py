@@ -42,7 +42,7 @@ def main():
     pool += [molecule.from_smiles(smi, seed=0, name=name) for name, smi in EXTRA_SMILES.items()]
     train_mols = [m for m in pool if m.name not in TEST_MOLECULES]
     test_mols = [molecule.builtin(n) for n in TEST_MOLECULES]
-    train_data, test_data = (os.path.join(args.workdir, f) for f in ("train.h5", "test.h5"))
+    train_data, test_data = (os.path.join(args.workdir, f) for f in ("train", "test"))
     gen = generate(train_mols, train_data, GenerationSettings(n_conformers=args.conformers, seed=0, **SETTINGS),
                    workers=args.workers)
     gen_test = generate(test_mols, test_data, GenerationSettings(n_conformers=2, seed=1, **SETTINGS),

@@ -59,7 +59,7 @@ def main():
     config, data = common.read_config(args.config)
     os.makedirs(args.workdir, exist_ok=True)
     mols = molecule.builtin_set(data["molecules"])
-    paths = {split: os.path.join(args.workdir, f"{split}.h5") for split in ("train", "test")}
+    paths = {split: os.path.join(args.workdir, f"{split}") for split in ("train", "test")}
     generation = {split: generate(mols, path, data_settings(data, split), workers=args.workers, progress=False)
                   for split, path in paths.items()}
     model_dir = os.path.join(args.workdir, "model")

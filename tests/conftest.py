@@ -45,7 +45,7 @@ def tiny_grid_data(tmp_path_factory):
     from dft_operators import molecule
     from dft_operators.data.generate import GenerationSettings, generate
 
-    out = str(tmp_path_factory.mktemp("data") / "tiny_grid.h5")
+    out = str(tmp_path_factory.mktemp("data") / "tiny_grid")
     mols = [molecule.builtin(n) for n in ("water", "methane", "ammonia", "hydrogen-fluoride")]
     generate(mols, out, GenerationSettings(spacing=0.5, box_shape=20, n_conformers=2, displacement=0.05),
              progress=False)

@@ -1,6 +1,7 @@
 """The ``dft-operators`` command: the contract's JSON keys, PySCF agreement, clear errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -37,8 +38,12 @@ def test_reference_reproduces_pyscf_and_its_cube_holds_the_electrons(tmp_path):
     (("reference", "builtin:water", "--charge", "11"), "leaves -1 electrons"),
     (("reference", "builtin:h2", "--basis", "no-such-basis"), "no-such-basis"),
     (("predict", "no-such-model", "builtin:water", "--cube", "x.cube"), "no model 'no-such-model'"),
-    (("evaluate", "no-such-model", "--data", "missing.h5"), "no model"),
-    (("train", "fno", "--data", "missing.h5", "--out", "m"), "no dataset file"),
+    (("evaluate", "no-such-model", "--data", "missing"), "no model"),
+    (("train", "fno", "--data", "missing", "--out", "m"), "no dataset missing"),
+    (("dataset", "missing"), "no dataset missing"),
+    (("molecules", "qm9:abc"), "qm9"),
+    (("generate", "--molecules", "builtin:water", "--out", "d", "--executor", "dask", "--scheduler",
+      "tcp://127.0.0.1:1", "--conformers", "1"), "127.0.0.1:1"),
 ])
 def test_bad_input_gives_one_clear_line_and_exit_status_2(args, message):
     proc = run_cli(*args, "--json", check=False)
@@ -58,7 +63,8 @@ def test_models_lists_the_shipped_models_with_their_level():
     result = _json(run_cli("models", "--json"))
     assert result["models"], "the package ships at least one model"
     for m in result["models"]:
-        assert {"name", "kind", "level"} <= set(m) and {"xc", "basis", "pseudo"} <= set(m["level"])
+        assert {"name", "kind", "path", "level"} <= set(m) and {"xc", "basis", "pseudo"} <= set(m["level"])
+        assert os.path.exists(os.path.join(m["path"], "card.json"))
 
 
 def test_train_evaluate_predict_through_the_command_line(tiny_grid_data, tmp_path):

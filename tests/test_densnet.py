@@ -25,7 +25,7 @@ IRREPS = e3nn.Irreps(CONFIG.basis_irreps)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Water and methane, 2 displaced conformers each: all-electron LDA/def2-svp, coefficients and forces."""
-    out = str(tmp_path_factory.mktemp("densnet") / "dens.h5")
+    out = str(tmp_path_factory.mktemp("densnet") / "dens")
     settings = GenerationSettings(kinds=("coefficients",), level=reference.ALL_ELECTRON, n_conformers=2,
                                   displacement=0.05, forces=True)
     generate([molecule.builtin("water"), molecule.builtin("methane")], out, settings, progress=False)
@@ -33,10 +33,16 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tables(data):
+def elements(data):
+    """The one-atom data of H, C and O, from the records' stored arrays."""
     ds = Dataset(data)
-    numbers = np.concatenate([ds.record(r)["numbers"] for r in ds.ids])
-    t = workflow.element_tables(numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)
+    return workflow.record_elements(ds, ds.ids)
+
+
+@pytest.fixture(scope="module")
+def tables(data, elements):
+    ds = Dataset(data)
+    t = workflow.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)
     return workflow.fit_baselines(t, workflow.load_arrays(ds, ds.ids, t, "overlap"))
 
 
@@ -77,6 +83,16 @@ def test_layout_round_trip_and_free_atoms(data, tables):
         assert np.dot(t["charges"], t["atomic"]) == pytest.approx(int(z), abs=1e-9)
 
 
+def test_element_data_from_records_match_pyscf(elements):
+    # What training reads from the records (no PySCF) is what PySCF computes for the free atom: shells, integrals,
+    # first moments (PySCF's by level-7 quadrature, ~1e-8 from exact for O) and the free atom's fit.
+    for z, stored in elements.items():
+        table = reference.density_basis.element_basis(z, reference.ALL_ELECTRON)
+        np.testing.assert_array_equal(stored["ls"], table["ls"])
+        for key, atol in (("integrals", 1e-12), ("moments", 1e-7), ("atomic_coefficients", 1e-12)):
+            np.testing.assert_allclose(stored[key], table[key], rtol=1e-10, atol=atol, err_msg=f"{z} {key}")
+
+
 def test_reference_dipole_matches_pyscf(data, tables):
     ds = Dataset(data)
     basis, _ = workflow.model_arrays(tables, CONFIG.max_atomic_number)
@@ -88,7 +104,7 @@ def test_reference_dipole_matches_pyscf(data, tables):
         assert error_debye < 0.01, (ds.ids[i], error_debye)
 
 
-def test_fitted_coefficients_rotate_with_wigner_matrices(tables, monkeypatch):
+def test_fitted_coefficients_rotate_with_wigner_matrices(tables, elements, monkeypatch):
     # Rotating the molecule and refitting with PySCF gives D(R) c in the model's layout. Control: a layout
     # that keeps PySCF's component order (identity maps) must fail, so the check can see a wrong convention.
     mol = molecule.builtin("water")
@@ -103,7 +119,7 @@ def test_fitted_coefficients_rotate_with_wigner_matrices(tables, monkeypatch):
 
     assert rotation_error(tables) < 1e-3
     monkeypatch.setattr(workflow, "harmonic_maps", lambda lmax: [np.eye(2 * l + 1) for l in range(lmax + 1)])
-    assert rotation_error(workflow.element_tables(mol.numbers, reference.ALL_ELECTRON, CONFIG.basis_irreps)) > 1e-2
+    assert rotation_error(workflow.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)) > 1e-2
 
 
 def test_density_loss_metric_is_the_real_space_overlap(data, tables):
@@ -231,6 +247,9 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     geometry = molecule.Molecule.from_record(ds.record(ds.ids[0]))
     fresh = workflow.density_nmae(model.card, model.module, model.params, geometry, grid_level=2)
     assert per_record[0] == pytest.approx(fresh["model_vs_fit"], rel=1e-3)
+    # against the stored Kohn-Sham density, as against a fresh one
+    vs_ks = workflow.records_nmae(model.card, model.module, model.params, ds, ds.ids[:1], against="ks")
+    assert vs_ks == pytest.approx(fresh["model_vs_ks"], rel=1e-3)
     from ase import Atoms  # the ASE calculator gives the same energy and forces in ASE's units
 
     atoms = Atoms(numbers=water.numbers, positions=water.positions * units.ANGSTROM_PER_BOHR)

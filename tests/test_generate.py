@@ -1,80 +1,165 @@
-"""Dataset generation: contents, resumption after kill -9, failed records, corrupt files."""
+"""Dataset generation: contents, shards appended and resumed after kill -9, retries and failures, settings
+mismatches, the Dask executor, corrupt datasets."""
 
+import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from dft_operators import molecule
+from dft_operators import molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
+from dft_operators.io import dataset
 from dft_operators.io.dataset import Dataset, DatasetError
 from dft_operators.reference import ALL_ELECTRON, Level
 
 SMALL = dict(spacing=0.5, box_shape=24, grid_level=1, n_conformers=2)
+STO3G = Level(basis="sto-3g", pseudo=None)
+
+
+def _records(path):
+    ds = Dataset(path)
+    return {rid: ds.record(rid) for rid in ds.ids}
+
+
+def _assert_same_records(a, b, atol=1e-10):
+    """Same ids, keys, and values (floats to ``atol``: PySCF's threaded sums round differently run to run)."""
+    assert a.keys() == b.keys()
+    for rid in a:
+        assert a[rid].keys() == b[rid].keys()
+        for key, value in a[rid].items():
+            if key in ("seconds", "scf_seconds"):
+                continue
+            if np.asarray(value).dtype.kind == "f":
+                np.testing.assert_allclose(value, b[rid][key], rtol=0, atol=atol, err_msg=f"{rid} {key}")
+            else:
+                assert np.all(value == b[rid][key]), (rid, key)
 
 
 def test_records_hold_the_requested_fields(tmp_path):
-    out = str(tmp_path / "d.h5")
-    settings = GenerationSettings(kinds=("grid", "quadrature", "coefficients"),
-                                  level=Level(basis="sto-3g", pseudo=None), **SMALL)
-    result = generate([molecule.builtin("h2")], out, settings, progress=False)
-    assert result == {**result, "records": 2, "failed": 0, "computed": 2}
+    out = str(tmp_path / "d")
+    settings = GenerationSettings(kinds=("grid", "quadrature", "coefficients"), level=STO3G, **SMALL)
+    h2 = molecule.builtin("h2")
+    result = generate([h2], out, settings, progress=False)
+    assert result == {**result, "records": 2, "failed": 0, "computed": 2, "skipped": 0}
     ds = Dataset(out)
     rec = ds.record(ds.ids[0])
-    assert rec["grid/rho"].shape == (24, 24, 24)
+    assert rec["grid/rho"].shape == (24, 24, 24) and rec["name"] == "h2"
     # The box density and the quadrature density both integrate to 2 electrons.
     assert abs(rec["grid/rho"].sum() * 0.5**3 - 2) < 2e-2
     assert abs((rec["quadrature/rho"] * rec["quadrature/weights"]).sum() - 2) < 1e-5  # grid level 1
     assert ds.metadata["level"]["basis"] == "sto-3g" and ds.metadata["seed"] == 0
+    assert ds.metadata["fields"]["grid/rho"]["shape"] == [24, 24, 24]
     assert set(ds.metadata["versions"]) >= {"pyscf", "numpy", "h5py", "dft_operators"}
     # Conformers differ (seeded displacement and rotation) and are reproducible.
     a, b = ds.stack("positions")
     assert not np.allclose(a, b)
-    again = str(tmp_path / "e.h5")
-    generate([molecule.builtin("h2")], again, settings, progress=False)
+    again = str(tmp_path / "e")
+    generate([h2], again, settings, progress=False)
     np.testing.assert_array_equal(Dataset(again).stack("positions"), ds.stack("positions"))
 
 
-def test_failures_are_recorded_with_their_reason(tmp_path):
-    out = str(tmp_path / "d.h5")
-    big = molecule.builtin("benzene")
-    settings = GenerationSettings(kinds=("grid",), level=Level(basis="sto-3g", pseudo=None),
-                                  spacing=0.3, box_shape=16, n_conformers=1)
-    result = generate([big], out, settings, progress=False)
-    assert result["records"] == 0 and result["failed"] == 1
-    assert "does not fit" in Dataset(out).failed["0000-benzene-000"]
+def test_records_keep_smiles_source_and_qm9_index(tmp_path):
+    out = str(tmp_path / "d")
+    water = molecule.builtin("water")
+    tagged = dataclasses.replace(water, smiles="O", source="qm9:000003")
+    generate([tagged], out, GenerationSettings(level=STO3G, **{**SMALL, "n_conformers": 1}), progress=False)
+    ds = Dataset(out)
+    rec = ds.record(ds.ids[0])
+    assert (rec["smiles"], rec["source"], rec["qm9_index"]) == ("O", "qm9:000003", 3)
+    assert ds.metadata["molecules"] == ["O"] and ds.molecule_keys() == ["O"]
+
+
+def test_molecules_outside_the_box_are_skipped_and_counted(tmp_path):
+    settings = GenerationSettings(level=STO3G, spacing=0.3, box_shape=24, n_conformers=1)
+    result = generate([molecule.builtin("h2"), molecule.builtin("benzene")], str(tmp_path / "d"), settings,
+                      progress=False)
+    assert result["skipped"] == 1 and result["records"] == 1 and result["failed"] == 0
+    with pytest.raises(DatasetError, match="no record made .1 molecules do not fit the 24"):
+        generate([molecule.builtin("benzene")], str(tmp_path / "e"), settings, progress=False)
+
+
+def test_a_failed_scf_is_retried_once_then_listed_with_its_reason(tmp_path, monkeypatch):
+    run_ks, calls = reference.run_ks, []
+
+    def flaky(mol, *args, **kwargs):  # water fails on its first try; "never" always fails
+        calls.append(mol.name)
+        if mol.name == "never" or (mol.name == "water" and calls.count("water") == 1):
+            raise reference.SCFError(f"{mol.name}: simulated failure")
+        return run_ks(mol, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "run_ks", flaky)
+    settings = GenerationSettings(level=STO3G, **{**SMALL, "n_conformers": 1})
+    never = molecule.builtin("h2").with_positions(molecule.builtin("h2").positions, name="never")
+    result = generate([molecule.builtin("water"), never], str(tmp_path / "d"), settings, progress=False)
+    assert result["records"] == 1 and result["failed"] == 1 and result["retried"] == 2
+    assert sorted(calls) == ["never", "never", "water", "water"]
+    assert "simulated failure" in Dataset(str(tmp_path / "d")).failed["0001-never-000"]
+    with pytest.raises(DatasetError, match="every record failed"):
+        generate([never], str(tmp_path / "e"), settings, progress=False)
+
+
+def test_appending_shards_gives_the_records_of_one_run(tmp_path):
+    mols = [molecule.builtin(n) for n in ("h2", "water", "heh+", "methane")]
+    settings = GenerationSettings(level=STO3G, **SMALL)
+    whole, grown = str(tmp_path / "whole"), str(tmp_path / "grown")
+    generate(mols, whole, settings, progress=False, shard_size=3)
+    generate(mols[:2], grown, settings, progress=False, shard_size=3)
+    first = {name: open(os.path.join(grown, name), "rb").read() for name in Dataset(grown).shards}
+    result = generate(mols, grown, settings, progress=False, shard_size=3)
+    assert result["resumed"] == 4 and result["computed"] == 4
+    ds = Dataset(grown)
+    assert len(ds.shards) == 4 and all(open(os.path.join(grown, n), "rb").read() == b for n, b in first.items())
+    _assert_same_records(_records(whole), _records(grown))
+    assert ds.metadata["molecules"] == ["C", "O", "[H][H]", "heh+"]  # canonical SMILES (HeH+ has none: its name)
 
 
 def test_generation_resumes_after_kill_9(tmp_path):
-    out = tmp_path / "d.h5"
+    out = tmp_path / "d"
     args = [sys.executable, "-m", "dft_operators.cli", "generate", "--molecules", "builtin:h2", "builtin:water",
             "--out", str(out), "--kind", "quadrature", "--conformers", "4", "--grid-level", "1",
-            "--basis", "sto-3g", "--pseudo", "none", "--quiet", "--json"]
+            "--basis", "sto-3g", "--pseudo", "none", "--shard-size", "3", "--quiet", "--json"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts = tmp_path / "d.h5.parts"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("*.npz")) if parts.exists() else []) < 2:
-        time.sleep(0.05)
+
+    def made():
+        pending = len(dataset.pending_records(str(out))) if out.exists() else 0
+        manifest = dataset.read_manifest(str(out)) if (out / "manifest.json").exists() else None
+        return pending + (manifest["records"] if manifest else 0)
+
+    while time.time() < deadline and made() < 4:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    kept = len([p for p in parts.glob("*.npz") if not p.name.endswith(".tmp.npz")])
-    assert 2 <= kept < 8 and not out.exists()
+    kept = made()
+    assert 4 <= kept < 8
     result = json.loads(run_cli(*args[3:]).stdout.strip().splitlines()[-1])
     assert result["records"] == 8 and result["resumed"] == kept and result["computed"] == 8 - kept
-    assert not parts.exists()
+    assert not dataset.pending_records(str(out))
     # A third run finds everything done and computes nothing.
     result = json.loads(run_cli(*args[3:]).stdout.strip().splitlines()[-1])
     assert result["computed"] == 0 and result["records"] == 8
+    summary = json.loads(run_cli("dataset", out, "--json").stdout.strip().splitlines()[-1])
+    assert summary["records"] == 8 and summary["molecules"] == 2 and summary["shards"] == 3
+    assert summary["level"]["basis"] == "sto-3g" and summary["shapes"]["quadrature/rho"]
+
+
+def test_the_dask_executor_writes_the_records_of_the_process_executor(tmp_path):
+    mols = [molecule.builtin("h2"), molecule.builtin("water")]
+    settings = GenerationSettings(level=STO3G, **SMALL)
+    generate(mols, str(tmp_path / "process"), settings, workers=2, progress=False)
+    generate(mols, str(tmp_path / "dask"), settings, executor="dask", workers=2, progress=False)
+    _assert_same_records(_records(str(tmp_path / "process")), _records(str(tmp_path / "dask")))
 
 
 def test_generate_coefficients_in_an_even_tempered_aux_basis(tmp_path):
-    out = str(tmp_path / "d.h5")
+    out = str(tmp_path / "d")
     run_cli("generate", "--molecules", "builtin:h2", "--out", out, "--kind", "coefficients", "--conformers", "1",
             "--basis", "def2-svp", "--pseudo", "none", "--aux-basis", "etb:def2-svp", "--quiet", "--json")
     ds = Dataset(out)
@@ -82,25 +167,38 @@ def test_generate_coefficients_in_an_even_tempered_aux_basis(tmp_path):
     assert len(ds.record(ds.ids[0])["coefficients/c"]) == 2 * 24  # H: 7s 4p 1d even-tempered functions
 
 
-def test_corrupt_or_foreign_dataset_files_are_refused(tmp_path):
-    bad = tmp_path / "bad.h5"
-    bad.write_bytes(b"not an hdf5 file")
-    with pytest.raises(DatasetError, match="not a readable"):
-        Dataset(str(bad))
-    with h5py.File(tmp_path / "old.h5", "w") as f:
-        f.attrs["schema_version"] = 99
-        f.create_group("records")
-    with pytest.raises(DatasetError, match="schema version 99"):
-        Dataset(str(tmp_path / "old.h5"))
-    with pytest.raises(DatasetError, match="no dataset file"):
-        Dataset(str(tmp_path / "missing.h5"))
+def test_corrupt_or_foreign_datasets_are_refused(tmp_path):
+    (tmp_path / "file").write_bytes(b"not a dataset")
+    with pytest.raises(DatasetError, match="is a file, not a dataset directory"):
+        Dataset(str(tmp_path / "file"))
+    for name, text, message in (("bad", "{not json", "not a readable manifest"),
+                                ("old", json.dumps({"schema_version": 99}), "schema version 99")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+        with pytest.raises(DatasetError, match=message):
+            Dataset(str(tmp_path / name))
+    with pytest.raises(DatasetError, match="no dataset"):
+        Dataset(str(tmp_path / "missing"))
+    out = str(tmp_path / "d")
+    generate([molecule.builtin("h2")], out, GenerationSettings(level=STO3G, **SMALL), progress=False)
+    with open(os.path.join(out, Dataset(out).shards[0]), "r+b") as f:
+        f.write(b"garbage!")
+    with pytest.raises(DatasetError, match="unreadable"):
+        Dataset(out)
 
 
-def test_mixing_settings_in_one_file_is_refused(tmp_path):
-    out = str(tmp_path / "d.h5")
+def test_other_settings_than_the_finished_or_unfinished_records_are_refused(tmp_path):
     settings = GenerationSettings(kinds=("coefficients",), level=ALL_ELECTRON, n_conformers=1)
+    other = GenerationSettings(kinds=("coefficients",), level=STO3G, n_conformers=1)
+    out = str(tmp_path / "d")
     generate([molecule.builtin("h2")], out, settings, progress=False)
-    with pytest.raises(DatasetError, match="other level"):
-        generate([molecule.builtin("h2")], out, GenerationSettings(kinds=("coefficients",), n_conformers=1,
-                                                                   level=Level(basis="sto-3g", pseudo=None)),
-                 progress=False)
+    with pytest.raises(DatasetError, match="finished shards were made with other level"):
+        generate([molecule.builtin("h2")], out, other, progress=False)
+    # Records of a killed run, still pending (no shard yet), bind the directory just as well.
+    killed = str(tmp_path / "killed")
+    writer = dataset.ShardWriter(killed, {"level": settings.level.as_dict(), "kinds": list(settings.kinds),
+                                          "settings": settings.as_dict(), "seed": 0}, shard_size=100)
+    writer.add({"id": "0000-h2-000", "arrays": {"numbers": np.array([1, 1])}, "attrs": {"name": "h2"}})
+    proc = run_cli("generate", "--molecules", "builtin:h2", "--out", killed, "--kind", "coefficients",
+                   "--conformers", "1", "--basis", "sto-3g", "--pseudo", "none", check=False)
+    assert proc.returncode == 2 and "unfinished records of an earlier run were made with other" in proc.stderr

@@ -90,7 +90,7 @@ def test_directional_derivative_matches_finite_differences(h3, model):
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """H2 and HeH+ under random potentials on the level-0 grid, one record each."""
-    path = str(tmp_path_factory.mktemp("kinetic") / "two_electron.h5")
+    path = str(tmp_path_factory.mktemp("kinetic") / "two_electron")
     settings = GenerationSettings(kinds=("quadrature",), level=reference.ALL_ELECTRON, grid_level=0, n_conformers=1,
                                   displacement=0.1, random_potential=0.2, seed=0)
     generate([molecule.builtin("h2"), molecule.builtin("heh+")], path, settings, progress=False)

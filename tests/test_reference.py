@@ -8,12 +8,15 @@ import pytest
 from pyscf import dft, gto
 from pyscf.gto import pp_int
 
+from dft_operators import gaussians
+from dft_operators import level as levels
 from dft_operators.grids import UniformGrid
-from dft_operators.molecule import Molecule, builtin
+from dft_operators.molecule import SYMBOLS, Molecule, builtin, from_smiles
 from dft_operators.reference import (ALL_ELECTRON, Level, RandomPotential, SCFError, atomic_guess, density_on_box,
                                      fit_coefficients, level_electrons, quadrature_fields, run_ks,
                                      screened_ionic_potential)
-from dft_operators.reference.level import ETB_BETA, build_mole
+from dft_operators.reference import density_basis
+from dft_operators.reference.level import ETB_BETA, basis_shells, build_mole, ion_charge
 from dft_operators.reference.potentials import ionic_potential, potential_matrix
 
 VALENCE = Level()  # LDA, gth-dzvp, gth-pade
@@ -63,6 +66,52 @@ def test_level_is_json_and_counts_valence_electrons():
     assert level_electrons(water, VALENCE) == 8  # O keeps 6 valence electrons, H 1
     assert level_electrons(water, ALL_ELECTRON) == 10
     assert level_electrons(builtin("heh+"), VALENCE) == 2
+
+
+def test_gth_valence_table_is_pyscfs():
+    # The PySCF-free electron count (dft_operators.level) reads a table; it must be what PySCF's files say, for
+    # every element the project knows (H to Kr) and every family the table claims.
+    for family in levels.GTH_FAMILIES:
+        for symbol in SYMBOLS[1:]:
+            assert levels.GTH_VALENCE[symbol] == ion_charge(symbol, family), (family, symbol)
+    assert levels.valence_charge("O", "GTH-PADE", 8) == 6 and levels.valence_charge("O", None, 8) == 8
+
+
+@pytest.mark.parametrize("basis", ["def2-svp", "def2-universal-jkfit", "etb:cc-pvdz"])
+def test_gaussian_basis_evaluates_as_pyscf(basis):
+    """Basis functions and gradients from stored shell arrays (``gaussians``, no PySCF) equal PySCF's eval_ao on
+    ethanol, l up to 4 in the auxiliary bases; one-atom integrals and first moments equal PySCF's (Fourier
+    transform at G = 0; level-7 quadrature, converged to ~1e-8 for O's tight p functions)."""
+    mol = from_smiles("CCO")
+    pyscf_mol = build_mole(mol, ALL_ELECTRON, basis)
+    shells = basis_shells(mol, ALL_ELECTRON, basis)
+    assert shells.n_functions == pyscf_mol.nao and shells.function_ls().max() == (2 if basis == "def2-svp" else 4)
+    rng = np.random.default_rng(0)
+    points = mol.positions[rng.integers(mol.n_atoms, size=500)] + rng.normal(scale=0.7, size=(500, 3))
+    ao = dft.numint.eval_ao(pyscf_mol, points, deriv=1)  # [4, n, nao]
+    values, gradients = gaussians.values(shells, mol.positions, points, deriv=1)
+    np.testing.assert_allclose(values, ao[0], rtol=0, atol=1e-12 * np.abs(ao[0]).max())
+    np.testing.assert_allclose(gradients, np.moveaxis(ao[1:4], 0, -1), rtol=0, atol=1e-12 * np.abs(ao[1:4]).max())
+    if basis != "def2-svp":
+        np.testing.assert_allclose(gaussians.integrals(shells), fit_coefficients(
+            atomic_guess(mol, ALL_ELECTRON), basis)["aux_integrals"], rtol=1e-12, atol=1e-14)
+    if basis == "def2-universal-jkfit":  # one atom per element against PySCF's quadrature
+        atom_of = shells.function_atoms()
+        for z in (1, 6, 8):
+            table = density_basis.element_basis(z, dataclasses.replace(ALL_ELECTRON, aux_basis=basis))
+            mine = atom_of == int(np.flatnonzero(mol.numbers == z)[0])
+            np.testing.assert_array_equal(shells.shell_ls(int(np.flatnonzero(mol.numbers == z)[0])), table["ls"])
+            np.testing.assert_allclose(gaussians.first_moments(shells)[mine], table["moments"], atol=1e-7)
+
+
+def test_angular_functions_are_pyscfs():
+    u = np.random.default_rng(1).normal(size=(30, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    for l in range(7):
+        np.testing.assert_allclose(gaussians.angular_functions(l, u), density_basis.angular_functions(l, u),
+                                   atol=1e-14)
+    # Control: with the Condon-Shortley phase (one convention away) the l = 1 functions are not PySCF's.
+    assert np.abs(-gaussians.angular_functions(1, u)[:, :2] - density_basis.angular_functions(1, u)[:, :2]).max() > 0.1
 
 
 def test_missing_basis_names_the_element():

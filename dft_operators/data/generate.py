@@ -1,25 +1,24 @@
-"""Dataset generation: conformers -> PySCF ground states -> fields -> one HDF5 file, resumable.
+"""Dataset generation: conformers -> PySCF ground states -> fields -> shards, resumable and appendable.
 
-Each record is computed by :func:`compute_record` (a pure, picklable task that any
-``concurrent.futures.Executor`` can run: local processes by default, a Dask or Ray executor on a
-cluster).  Finished records are stored one file each as soon as they arrive, so a killed run loses
-nothing and a rerun repeats nothing; see :mod:`dft_operators.io.dataset`.
+Each record is computed by :func:`compute_record` (a pure, picklable task that local processes or a Dask
+cluster run, a bounded window of them in flight: :mod:`dft_operators.data.executors`).  Finished records
+are saved the moment they arrive and gathered into shards, so a killed run loses nothing and a rerun
+repeats nothing; see :mod:`dft_operators.io.dataset`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import json
-import multiprocessing
-import os
 import time
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dft_operators import reference
+from dft_operators.data import executors, molecule_specs
 from dft_operators.data.conformers import sample_conformer
 from dft_operators.grids import UniformGrid
 from dft_operators.io import dataset
@@ -36,6 +35,7 @@ class GenerationSettings:
     level: reference.Level = reference.Level()  # level of theory of every SCF
     spacing: float = 0.4  # box spacing in Bohr (grid kind)
     box_shape: int = 40  # points per axis of the cubic box, centred on each conformer (grid kind)
+    margin: float = 2.0  # Bohr every atom keeps from the box faces; molecules that cannot are skipped (grid kind)
     grid_level: int = 2  # PySCF quadrature grid level (quadrature kind)
     n_conformers: int = 4  # conformers per molecule
     displacement: float = 0.1  # std of the random atomic displacements in Bohr (0 keeps the geometry)
@@ -69,10 +69,6 @@ class Task:
 def _grid_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
     mol, level = state.density.molecule, settings.level
     grid = UniformGrid.centered(mol.positions.mean(0), settings.spacing, settings.box_shape)
-    inside = np.all(np.abs(mol.positions - grid.center) < 0.5 * grid.lengths - 2.0, axis=1)
-    if not inside.all():
-        raise ValueError(f"the molecule does not fit in the {settings.box_shape}^3 box of spacing "
-                         f"{settings.spacing} Bohr (atoms need 2 Bohr from the edge); enlarge the box")
     return {
         "grid/rho": reference.density_on_box(state.density, grid).astype(np.float32),
         "grid/rho0": reference.density_on_box(reference.atomic_guess(mol, level), grid).astype(np.float32),
@@ -86,13 +82,58 @@ def _coefficient_fields(state: reference.GroundState, settings: GenerationSettin
     fit0 = reference.fit_coefficients(reference.atomic_guess(state.density.molecule, settings.level))
     return {"coefficients/c": fit["coefficients"], "coefficients/c0": fit0["coefficients"],
             "coefficients/aux_labels": fit["aux_labels"], "coefficients/aux_integrals": fit["aux_integrals"],
-            "coefficients/coulomb_error": np.float64(fit["coulomb_error"])}
+            "coefficients/coulomb_error": np.float64(fit["coulomb_error"]),
+            **_density_basis_fields(state, settings)}
+
+
+# PySCF quadrature level (unpruned) of the grid the coefficients kind stores for evaluation (DenSNet's NMAE).
+COEFFICIENT_GRID_LEVEL = 2
+
+
+def _density_basis_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
+    """What DenSNet's training and evaluation read besides the coefficients, so that neither needs PySCF.
+
+    "coefficients/aux_shells", "aux_exponents", "aux_contractions": the auxiliary basis on this geometry
+    (``gaussians.GaussianBasis``: its functions evaluate anywhere without PySCF, and its one-atom moments and
+    angular momenta make the model's per-element tables); "coefficients/c_atoms" [n_aux]: each atom's free,
+    spherically averaged density fitted onto its own functions and scaled to its electron count
+    (``density_basis.free_atom_coefficients``; cached per element), the superposition Delta learning starts
+    from; "coefficients/metric_overlap" and "metric_coulomb" [n_aux, n_aux] (float32, as training uses them):
+    int chi_P chi_Q dr and (P|1/r12|Q), the two norms of the density loss; "coefficients/points" [n, 3] Bohr,
+    "weights" [n] Bohr^3 (PySCF's unpruned molecular quadrature of ``COEFFICIENT_GRID_LEVEL``) and "rho" [n]
+    (the Kohn-Sham density there; float32), where evaluation measures density errors; "grid_level" that level.
+    """
+    mol, level = state.density.molecule, settings.level
+    density_basis = reference.density_basis
+    basis = reference.basis_shells(mol, level, level.aux_basis)
+    atom_of = basis.function_atoms()
+    c_atoms = np.empty(basis.n_functions)
+    for a, z in enumerate(mol.numbers):
+        c_atoms[atom_of == a] = density_basis.free_atom_coefficients(int(z), level)
+    points, weights = reference.molecular_quadrature(mol, level, COEFFICIENT_GRID_LEVEL)
+    return {**basis.as_arrays("coefficients/aux_"), "coefficients/c_atoms": c_atoms,
+            **{f"coefficients/metric_{m}": density_basis.aux_metric(mol, level, m).astype(np.float32)
+               for m in density_basis.METRICS},
+            "coefficients/points": points.astype(np.float32), "coefficients/weights": weights.astype(np.float32),
+            "coefficients/rho": reference.density_at_points(state.density, points).astype(np.float32),
+            "coefficients/grid_level": np.int64(COEFFICIENT_GRID_LEVEL)}
+
+
+def _quadrature_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
+    """``reference.quadrature_fields`` on the settings' grid, and the orbital basis as arrays
+    ("quadrature/basis_shells", "basis_exponents", "basis_contractions": ``gaussians.GaussianBasis``), from which
+    KineticNet's training evaluates its test directions on the stored points without PySCF."""
+    q = reference.quadrature_fields(state, settings.grid_level)
+    basis = reference.basis_shells(state.density.molecule, settings.level)
+    return {**{f"quadrature/{k}": np.asarray(v) for k, v in q.items()}, **basis.as_arrays("quadrature/basis_")}
 
 
 def compute_record(task: Task) -> dataset.Record:
     """Runs the SCF of one conformer and evaluates the requested fields; failures become a reason."""
     s, mol = task.settings, task.molecule
-    attrs = {"name": mol.name, "charge": mol.charge, "spin": mol.spin}
+    attrs = {"name": mol.name, "charge": mol.charge, "spin": mol.spin, "smiles": mol.smiles, "source": mol.source}
+    if mol.source.startswith("qm9:"):
+        attrs["qm9_index"] = int(mol.source[len("qm9:"):])
     start = time.perf_counter()
     try:
         external = (reference.RandomPotential.sample(mol, task.potential_seed, amplitude=s.random_potential)
@@ -109,8 +150,7 @@ def compute_record(task: Task) -> dataset.Record:
         if "grid" in s.kinds:
             arrays.update(_grid_fields(state, s))
         if "quadrature" in s.kinds:
-            q = reference.quadrature_fields(state, s.grid_level)
-            arrays.update({f"quadrature/{k}": np.asarray(v) for k, v in q.items()})
+            arrays.update(_quadrature_fields(state, s))
         if "coefficients" in s.kinds:
             arrays.update(_coefficient_fields(state, s))
     except (reference.SCFError, MoleculeError, RuntimeError, ValueError, np.linalg.LinAlgError) as err:
@@ -121,85 +161,100 @@ def compute_record(task: Task) -> dataset.Record:
     return {"id": task.record_id, "arrays": arrays, "attrs": attrs}
 
 
-def make_tasks(molecules: list[Molecule], settings: GenerationSettings) -> list[Task]:
-    """One task per (molecule, conformer), ids ``<molecule index>-<name>-<conformer>``, seeded."""
-    tasks = []
+def fits_box(molecule: Molecule, settings: GenerationSettings) -> bool:
+    """Whether every atom, after any rotation about the centroid (+ displacements), keeps ``settings.margin``
+    Bohr from the faces of the grid kind's box; always True without the grid kind."""
+    if "grid" not in settings.kinds:
+        return True
+    radius = np.linalg.norm(molecule.positions - molecule.positions.mean(0), axis=1).max()
+    radius += 3.0 * settings.displacement
+    return radius + settings.margin <= 0.5 * settings.spacing * (settings.box_shape - 1)
+
+
+def make_tasks(molecules: Iterable[Molecule], settings: GenerationSettings, skipped: list | None = None
+               ) -> Iterator[Task]:
+    """One task per (molecule, conformer), ids ``<molecule index>-<name>-<conformer>``, seeded by
+    (seed, molecule index, conformer), made lazily. Molecules that do not fit the box (``fits_box``) make no
+    task; their names are appended to ``skipped``."""
     for i, mol in enumerate(molecules):
+        if not mol.smiles:  # every record knows its molecule: from the bonds the geometry shows
+            mol = dataclasses.replace(mol, smiles=molecule_specs.smiles_from_geometry(mol))
+        if not fits_box(mol, settings):
+            if skipped is not None:
+                skipped.append(mol.name)
+            continue
         for j in range(settings.n_conformers):
             rng = np.random.default_rng([settings.seed, i, j])
             rid = f"{i:04d}-{mol.name.replace('/', '_')}-{j:03d}"
             conformer = (sample_conformer(mol, rng, settings.displacement, settings.rotate, name=mol.name,
                                           strain=settings.strain)
                          if settings.displacement > 0 or settings.rotate or settings.strain > 0 else mol)
-            tasks.append(Task(rid, conformer, settings, int(rng.integers(2**31))))
-    return tasks
+            yield Task(rid, conformer, settings, int(rng.integers(2**31)))
 
 
-def _metadata(settings: GenerationSettings, molecules: list[Molecule]) -> dict:
+def _metadata(settings: GenerationSettings) -> dict:
     return {"level": settings.level.as_dict(), "kinds": list(settings.kinds), "settings": settings.as_dict(),
-            "seed": settings.seed, "molecules": [m.name for m in molecules],
+            "seed": settings.seed,
             "versions": {name: metadata.version(name) for name in ("dft_operators", "pyscf", "numpy", "h5py")}}
 
 
-def _check_compatible(out: str, meta: dict) -> None:
-    if not os.path.exists(out):
-        return
-    old = dataset.Dataset(out).metadata
-    # Settings added since a file was made take their default values in it.
-    old["settings"] = {**json.loads(json.dumps(GenerationSettings().as_dict())), **old.get("settings", {})}
-    for key in ("level", "settings"):
-        if old.get(key) != json.loads(json.dumps(meta[key])):
-            raise dataset.DatasetError(
-                f"{out} was made with other {key} ({old.get(key)}); write to a new file or use the same options")
+def generate(molecules: Iterable[Molecule], out: str, settings: GenerationSettings = GenerationSettings(),
+             executor: str | cf.Executor = "process", workers: int = 1, scheduler: str | None = None,
+             shard_size: int = 256, window: int | None = None, progress: bool = True) -> dict:
+    """Generates (or resumes, or extends) a sharded dataset.
 
-
-def _default_executor(workers: int) -> cf.Executor:
-    # One OpenMP thread per worker process; spawn (not fork) because the parent may hold JAX threads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-
-def generate(molecules: list[Molecule], out: str, settings: GenerationSettings = GenerationSettings(),
-             executor: cf.Executor | None = None, workers: int = 1, progress: bool = True) -> dict:
-    """Generates (or resumes) a dataset.
+    Records already in ``out`` (shards, failures, or pending from a killed run) are not recomputed, so a
+    rerun resumes, and a rerun with a longer molecule list whose start is the old list (``qm9:2000`` after
+    ``qm9:1000``, same seed) appends new shards. A record whose SCF fails is retried once, then listed with
+    its reason in the manifest.
 
     Args:
-      molecules: the molecules; each gives ``settings.n_conformers`` records.
-      out: the HDF5 file to write; finished records from an earlier, killed run are kept.
-      settings: fields, level of theory, grids, conformer sampling, seed.
-      executor: any ``concurrent.futures.Executor``; by default ``workers`` local processes
-        (``workers=1`` computes in this process).
-      progress: show a progress bar.
+      molecules: the molecules (any iterable; consumed lazily); each gives ``settings.n_conformers`` records.
+        Those that do not fit the box with its margin are skipped and counted, never cut.
+      out: the dataset directory.
+      settings: fields, level of theory, grids, conformer sampling, seed: must equal those of the records
+        already in ``out``.
+      executor: "process" (``workers`` local processes; 1 computes here), "dask" (Dask distributed: the
+        cluster at ``scheduler``, else a LocalCluster of ``workers`` processes), or any
+        ``concurrent.futures.Executor``.
+      shard_size: records per shard.
+      window: most tasks in flight at once (default 4 per worker), so memory stays flat for any number of
+        molecules.
+      progress: show a progress bar (records/hour and the time left).
     Returns:
-      {"records": good records in the file, "failed": failed records, "computed": records computed
-       by this call, "resumed": records kept from before, "seconds": wall time}.
+      {"records": good records in the dataset, "failed", "computed": by this call, "resumed": kept from
+       before, "skipped": molecules outside the box, "retried", "seconds", "path"}.
+    Raises:
+      DatasetError: ``out`` holds records made with other settings; every record of this call failed.
     """
     start = time.perf_counter()
-    meta = _metadata(settings, molecules)
-    _check_compatible(out, meta)
-    done = set(dataset.finished_parts(out))
-    if os.path.exists(out):
-        old = dataset.Dataset(out)
-        done |= set(old.ids) | set(old.failed)
-    tasks = [t for t in make_tasks(molecules, settings) if t.record_id not in done]
-    bar = tqdm(total=len(tasks), desc="records", unit="rec", disable=not progress)
-    own = executor is None and workers > 1
-    pool = _default_executor(workers) if own else executor
-    try:
-        if pool is None:
-            results = map(compute_record, tasks)
-        else:  # save each record the moment it is done, whatever the order
-            results = (f.result() for f in cf.as_completed([pool.submit(compute_record, t) for t in tasks]))
-        for record in results:
-            dataset.save_part(out, record)
+    writer = dataset.ShardWriter(out, _metadata(settings), shard_size)
+    done = writer.done_ids()
+    skipped: list[str] = []
+    tasks = (t for t in make_tasks(molecules, settings, skipped) if t.record_id not in done)
+    bar = tqdm(desc="records", unit="rec", disable=not progress, smoothing=0.05)
+    computed = failed = retried = 0
+    with executors.make(executor, workers, scheduler) as pool:
+        results = executors.bounded_map(pool, compute_record, tasks, window or 4 * max(workers, 1),
+                                        retry=lambda record: "reason" in record["attrs"])
+        for record, tries in results:
+            retried += tries > 1
+            computed += 1
+            failed += "reason" in record["attrs"]
+            writer.add(record)
             bar.update()
+            bar.set_postfix(rec_per_hour=f"{3600 * bar.n / max(bar.format_dict['elapsed'], 1e-9):.0f}")
             if "reason" in record["attrs"]:
                 bar.write(f"failed {record['id']}: {record['attrs']['reason']}")
-    finally:
-        bar.close()
-        if own:
-            pool.shutdown(cancel_futures=True)
-    dataset.assemble(out, meta)
+    bar.close()
+    writer.flush()
+    if computed and failed == computed:
+        raise dataset.DatasetError(f"every record failed ({computed}); first reason: "
+                                   f"{next(iter(dataset.Dataset(out).failed.values()))}")
+    if not writer.manifest["shards"]:
+        raise dataset.DatasetError(f"{out}: no record made ({len(skipped)} molecules do not fit the "
+                                   f"{settings.box_shape}^3 box of spacing {settings.spacing} Bohr with a "
+                                   f"{settings.margin} Bohr margin)")
     ds = dataset.Dataset(out)
-    return {"records": len(ds), "failed": len(ds.failed), "computed": len(tasks), "resumed": len(done),
-            "seconds": time.perf_counter() - start}
+    return {"records": len(ds), "failed": len(ds.failed), "computed": computed, "resumed": len(done),
+            "skipped": len(skipped), "retried": retried, "seconds": time.perf_counter() - start, "path": out}

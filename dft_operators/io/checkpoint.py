@@ -108,14 +108,21 @@ def state_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager
     return ocp.CheckpointManager(os.path.abspath(os.path.join(directory, "state")), options=options)
 
 
-def restore_state(manager: ocp.CheckpointManager, like):
-    """The latest training state shaped like ``like``, or None when there is none."""
+def state_args(state, position: dict) -> ocp.args.Composite:
+    """What a resumable checkpoint holds: the train state and the input pipeline's position (a JSON dict)."""
+    return ocp.args.Composite(state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position))
+
+
+def restore_state(manager: ocp.CheckpointManager, like) -> tuple[object, dict | None]:
+    """(the latest training state shaped like ``like``, the pipeline position saved with it), or (None, None)."""
     step = manager.latest_step()
     if step is None:
-        return None
+        return None, None
     try:
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                 position=ocp.args.JsonRestore()))
+        return restored["state"], dict(restored["position"])
     except Exception as err:
         raise CheckpointError(
             f"cannot resume from {manager.directory} step {step}: {type(err).__name__}: {err}; "

@@ -1,16 +1,23 @@
-"""The HDF5 dataset: schema, atomic writing, reading.
+"""The dataset on disk: HDF5 shards plus a JSON manifest, appended, never rewritten.
 
-One file holds a dataset: metadata attributes on the root (``schema_version``, ``level``, ``kinds``,
-``settings``, ``versions``, ``seed`` as JSON strings) and one group per conformer under ``records/``:
-``numbers`` [n_atoms], ``positions`` [n_atoms, 3] (Bohr), ``dipole`` [3] (a.u.), optional ``forces``,
-and per field kind a subgroup (``grid/``, ``quadrature/``, ``coefficients/``, ``external/``) whose
-arrays are named as in :mod:`dft_operators.data.generate`.  Scalars (energy in Hartree, convergence,
-cycles, name, ...) are attributes of the record group.  ``failed/<id>`` groups keep failed SCFs with
-their ``reason``.
+A dataset is a directory::
 
-Generation never writes into a live HDF5 file: finished records go to ``<out>.parts/`` one file each
-(atomic rename), and the HDF5 file is assembled at the end into a temporary file that replaces the
-old one atomically, so a kill at any moment loses no finished record and leaves no corrupt file.
+    DATA/manifest.json        schema_version, level, kinds, settings, versions, seed, field shapes,
+                              the shards, failed records {id: reason}, the molecules (canonical SMILES)
+    DATA/shard-00000.h5       one group per record under records/ (written once, atomically)
+    DATA/pending/             finished records of the shard being filled, one .npz each, and
+                              pending/settings.json: the metadata they were made with
+
+A record holds ``numbers`` [n_atoms], ``positions`` [n_atoms, 3] (Bohr), ``dipole`` [3] (a.u.), optional
+``forces``, and per field kind a subgroup (``grid/``, ``quadrature/``, ``coefficients/``, ``external/``)
+whose arrays are named as in :mod:`dft_operators.data.generate`.  Scalars (energy in Hartree,
+convergence, cycles, name, smiles, source, ...) are attributes of the record group.
+
+Crash safety: a record is saved to ``pending/`` the moment it is computed (atomic rename); when a shard's
+worth has arrived, the shard is written to a temporary file and renamed, then the manifest is replaced
+atomically, then the pending files are removed.  A kill at any moment loses no finished record: a shard
+file that the manifest does not list is an interrupted flush, deleted on the next open for writing, and its
+records are still pending.
 """
 
 from __future__ import annotations
@@ -18,50 +25,162 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MANIFEST = "manifest.json"
+PENDING = "pending"
 
 
 class DatasetError(ValueError):
-    """A dataset file that is missing, corrupt, of another schema, or lacks a requested field."""
+    """A dataset that is missing, corrupt, of another schema or settings, or lacks a requested field."""
 
 
 Record = dict  # {"id": str, "arrays": {path: ndarray}, "attrs": {name: scalar}}
 
 
-def parts_dir(out: str) -> str:
-    """Where finished records wait until the HDF5 file is assembled."""
-    return f"{out}.parts"
-
-
-def save_part(out: str, record: Record) -> None:
-    """Stores one finished record (or failure) in the parts directory, atomically."""
-    folder = parts_dir(out)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{record['id']}.npz")
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, __attrs__=json.dumps(record["attrs"]), **{k.replace("/", "|"): v for k, v in record["arrays"].items()})
+def _atomic_json(path: str, value: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, default=str)
     os.replace(tmp, path)
 
 
-def _load_part(path: str) -> Record:
-    with np.load(path) as f:
+def read_manifest(path: str) -> dict | None:
+    """The manifest of dataset directory ``path``, None if there is none yet."""
+    if os.path.isfile(path):
+        raise DatasetError(f"{path} is a file, not a dataset directory (schema {SCHEMA_VERSION} datasets are "
+                           "directories of shards; regenerate it with `dft-operators generate`)")
+    name = os.path.join(path, MANIFEST)
+    if not os.path.exists(name):
+        return None
+    try:
+        with open(name) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{name} is not a readable manifest ({err})") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(f"{path} has schema version {manifest.get('schema_version')}, this code reads "
+                           f"version {SCHEMA_VERSION}")
+    return manifest
+
+
+def save_pending(path: str, record: Record) -> None:
+    """Stores one finished record (or failure) in ``pending/``, atomically."""
+    folder = os.path.join(path, PENDING)
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.join(folder, f"{record['id']}.npz")
+    tmp = name + ".tmp.npz"
+    np.savez(tmp, __attrs__=json.dumps(record["attrs"]),
+             **{k.replace("/", "|"): v for k, v in record["arrays"].items()})
+    os.replace(tmp, name)
+
+
+def load_pending(name: str) -> Record:
+    with np.load(name) as f:
         attrs = json.loads(str(f["__attrs__"]))
         arrays = {k.replace("|", "/"): f[k] for k in f.files if k != "__attrs__"}
-    return {"id": os.path.basename(path)[:-4], "arrays": arrays, "attrs": attrs}
+    return {"id": os.path.basename(name)[:-4], "arrays": arrays, "attrs": attrs}
 
 
-def finished_parts(out: str) -> dict[str, str]:
-    """id -> path of every complete part file (interrupted ``.tmp`` files are ignored)."""
-    folder = parts_dir(out)
+def pending_records(path: str) -> dict[str, str]:
+    """id -> file of every complete pending record (interrupted ``.tmp`` files are ignored)."""
+    folder = os.path.join(path, PENDING)
     if not os.path.isdir(folder):
         return {}
-    return {name[:-4]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.endswith(".npz") and not name.endswith(".tmp.npz")}
+    return {n[:-4]: os.path.join(folder, n) for n in sorted(os.listdir(folder))
+            if n.endswith(".npz") and not n.endswith(".tmp.npz")}
+
+
+def _molecule_key(attrs: dict) -> str:
+    """What identifies a record's molecule: its canonical SMILES, else its name."""
+    return str(attrs.get("smiles") or attrs.get("name"))
+
+
+def _field_shapes(arrays: dict[str, np.ndarray]) -> dict[str, dict]:
+    return {k: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)} for k, v in sorted(arrays.items())}
+
+
+class ShardWriter:
+    """Appends shards to a dataset directory made with ``metadata`` (level, kinds, settings, ...).
+
+    Args:
+      path: the dataset directory (created if needed).
+      metadata: what every record was made with; must equal that of existing shards and pending records.
+      shard_size: records per shard.
+    Raises:
+      DatasetError: the existing shards or the pending records of a killed run were made with other settings.
+    """
+
+    def __init__(self, path: str, metadata: dict, shard_size: int = 256):
+        self.path, self.shard_size = path, shard_size
+        metadata = json.loads(json.dumps(metadata, default=str))
+        os.makedirs(os.path.join(path, PENDING), exist_ok=True)
+        manifest = read_manifest(path)
+        for what, old in (("the finished shards", manifest), ("the unfinished records of an earlier run",
+                                                               self._pending_metadata())):
+            if old is None:
+                continue
+            for key in ("level", "kinds", "settings"):
+                if old.get(key) != metadata[key]:
+                    raise DatasetError(f"{path}: {what} were made with other {key} ({old.get(key)}, now "
+                                       f"{metadata[key]}); write to a new directory or use the same options")
+        _atomic_json(os.path.join(path, PENDING, "settings.json"), metadata)
+        self.manifest = manifest or {"schema_version": SCHEMA_VERSION, **metadata, "fields": {}, "shards": [],
+                                     "records": 0, "failed": {}, "molecules": []}
+        self.manifest["versions"] = metadata.get("versions")
+        listed = {s["file"] for s in self.manifest["shards"]}
+        for name in os.listdir(path):  # an interrupted flush: its records are still pending
+            if name.startswith("shard-") and name not in listed:
+                os.remove(os.path.join(path, name))
+
+    def _pending_metadata(self) -> dict | None:
+        name = os.path.join(self.path, PENDING, "settings.json")
+        if not pending_records(self.path) or not os.path.exists(name):
+            return None
+        with open(name) as f:
+            return json.load(f)
+
+    def done_ids(self) -> set[str]:
+        """Ids of every record already made: in shards, failed, or pending."""
+        done = set(self.manifest["failed"]) | set(pending_records(self.path))
+        for shard in self.manifest["shards"]:
+            with h5py.File(os.path.join(self.path, shard["file"]), "r") as f:
+                done |= set(f["records"])
+        return done
+
+    def add(self, record: Record) -> None:
+        """Saves a finished record; writes a shard when ``shard_size`` good records are pending."""
+        save_pending(self.path, record)
+        if len(pending_records(self.path)) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Moves every pending record into a new shard (failures into the manifest)."""
+        pending = pending_records(self.path)
+        if not pending:
+            return
+        records = [load_pending(name) for name in pending.values()]
+        good = [r for r in records if "reason" not in r["attrs"]]
+        manifest = self.manifest
+        if good:
+            name = f"shard-{len(manifest['shards']):05d}.h5"
+            tmp = os.path.join(self.path, name + ".tmp")
+            with h5py.File(tmp, "w") as f:
+                group = f.create_group("records")
+                for record in good:
+                    _write_record(group, record)
+            os.replace(tmp, os.path.join(self.path, name))
+            manifest["shards"].append({"file": name, "records": len(good)})
+            manifest["fields"] = manifest["fields"] or _field_shapes(good[0]["arrays"])
+            manifest["records"] += len(good)
+            manifest["molecules"] = sorted(set(manifest["molecules"]) | {_molecule_key(r["attrs"]) for r in good})
+        manifest["failed"].update({r["id"]: r["attrs"]["reason"] for r in records if "reason" in r["attrs"]})
+        _atomic_json(os.path.join(self.path, MANIFEST), manifest)
+        for name in pending.values():
+            os.remove(name)
 
 
 def _write_record(group: h5py.Group, record: Record) -> None:
@@ -72,85 +191,99 @@ def _write_record(group: h5py.Group, record: Record) -> None:
         g.create_dataset(path, data=array, compression="gzip" if np.size(array) > 4096 else None)
 
 
-def _copy_records(src: str, dst: h5py.File) -> None:
-    with h5py.File(src, "r") as f:
-        for name in ("records", "failed"):
-            for rid in f.get(name, {}):
-                f.copy(f[name][rid], dst.require_group(name), name=rid)
-
-
-def assemble(out: str, metadata: dict) -> None:
-    """Writes ``out`` from the old file (if any) plus all parts, atomically, then removes the parts."""
-    tmp = f"{out}.tmp"
-    with h5py.File(tmp, "w") as f:
-        for key, value in metadata.items():
-            f.attrs[key] = json.dumps(value)
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        records, failed = f.create_group("records"), f.create_group("failed")
-        if os.path.exists(out):
-            _copy_records(out, f)
-        for rid, path in finished_parts(out).items():
-            if rid in records or rid in failed:
-                continue
-            record = _load_part(path)
-            _write_record(failed if "reason" in record["attrs"] else records, record)
-    os.replace(tmp, out)
-    shutil.rmtree(parts_dir(out), ignore_errors=True)
-
-
 class Dataset:
-    """Read access to a dataset file: metadata, record ids, records as NumPy arrays.
+    """Read access to a dataset directory: metadata, record ids, any record at random.
+
+    Shard files are opened once and kept open (read-only) for random access.
 
     Example:
-      >>> ds = Dataset("data.h5")                      # doctest: +SKIP
-      >>> rho = ds.stack("grid/rho")                  # doctest: +SKIP  [n_records, nx, ny, nz]
+      >>> ds = Dataset("data")                                  # doctest: +SKIP
+      >>> rho = ds.read(ds.ids[0], ["grid/rho"])["grid/rho"]   # doctest: +SKIP  [nx, ny, nz]
     """
 
     def __init__(self, path: str):
         if not os.path.exists(path):
-            raise DatasetError(f"no dataset file {path}")
-        try:
-            with h5py.File(path, "r") as f:
-                version = int(f.attrs.get("schema_version", -1))
-                self.metadata = {k: json.loads(v) for k, v in f.attrs.items() if k != "schema_version"}
-                self.ids = sorted(f["records"])
-                self.failed = {rid: str(f["failed"][rid].attrs["reason"]) for rid in f.get("failed", {})}
-        except (OSError, KeyError, ValueError) as err:
-            raise DatasetError(f"{path} is not a readable dft_operators dataset ({err}); "
-                               "regenerate it with `dft-operators generate`") from None
-        if version != SCHEMA_VERSION:
-            raise DatasetError(f"{path} has schema version {version}, this code reads version {SCHEMA_VERSION}")
+            raise DatasetError(f"no dataset {path}")
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise DatasetError(f"{path} holds no finished shard (no {MANIFEST}); run or resume "
+                               "`dft-operators generate` into it")
         self.path = path
+        self.metadata = {k: v for k, v in manifest.items() if k not in ("schema_version", "shards", "failed")}
+        self.shards = [s["file"] for s in manifest["shards"]]
+        self.failed = dict(manifest["failed"])
+        self._files: dict[int, h5py.File] = {}
+        self._where: dict[str, int] = {}
+        for k in range(len(self.shards)):
+            try:
+                names = list(self._file(k)["records"])
+            except (OSError, KeyError) as err:
+                raise DatasetError(f"{path}: shard {self.shards[k]} is unreadable ({err}); "
+                                   "regenerate the dataset") from None
+            self._where.update(dict.fromkeys(names, k))
+        self.ids = sorted(self._where)
+
+    def _file(self, shard: int) -> h5py.File:
+        if shard not in self._files:
+            self._files[shard] = h5py.File(os.path.join(self.path, self.shards[shard]), "r")
+        return self._files[shard]
+
+    def _group(self, rid: str) -> h5py.Group:
+        try:
+            return self._file(self._where[rid])["records"][rid]
+        except KeyError:
+            raise DatasetError(f"{self.path}: no record {rid!r}") from None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __getstate__(self):  # open HDF5 handles do not pickle; reopen lazily
+        return {**self.__dict__, "_files": {}}
+
+    def read(self, rid: str, fields: list[str]) -> dict[str, np.ndarray]:
+        """Some arrays of one record, {field: ndarray}."""
+        g = self._group(rid)
+        try:
+            return {name: g[name][()] for name in fields}
+        except KeyError as err:
+            raise DatasetError(f"{self.path}: field missing in record {rid} ({err}); generate with the kind "
+                               f"that makes it (kinds here: {self.metadata.get('kinds')})") from None
+
     def record(self, rid: str) -> dict:
         """All arrays ({"grid/rho": ...}) and attributes of one record."""
-        with h5py.File(self.path, "r") as f:
-            g = f["records"][rid]
-            out = dict(g.attrs)
-            g.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        g = self._group(rid)
+        out = dict(g.attrs)
+        g.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
         return out
 
     def stack(self, field: str, ids: list[str] | None = None) -> np.ndarray:
         """One field of many records stacked on a new leading axis (fields must share a shape)."""
         ids = self.ids if ids is None else ids
-        with h5py.File(self.path, "r") as f:
-            try:
-                arrays = [f["records"][rid][field][()] for rid in ids]
-            except KeyError:
-                raise DatasetError(f"{self.path}: field {field!r} missing; generate with the kind that makes it "
-                                   f"(kinds in this file: {self.metadata.get('kinds')})") from None
-        return np.stack(arrays)
+        return np.stack([self.read(rid, [field])[field] for rid in ids])
 
     def attribute(self, name: str, ids: list[str] | None = None) -> np.ndarray:
-        """One scalar attribute (energy, cycles, ...) of many records, [n_records]."""
+        """One scalar attribute (energy, cycles, smiles, ...) of many records, [n_records]."""
         ids = self.ids if ids is None else ids
-        with h5py.File(self.path, "r") as f:
-            return np.array([f["records"][rid].attrs[name] for rid in ids])
+        try:
+            return np.array([self._group(rid).attrs[name] for rid in ids])
+        except KeyError:
+            raise DatasetError(f"{self.path}: records have no attribute {name!r}") from None
+
+    def molecule_keys(self, ids: list[str] | None = None) -> list[str]:
+        """What identifies each record's molecule (canonical SMILES, else its name), [n_records]."""
+        ids = self.ids if ids is None else ids
+        return [_molecule_key(dict(self._group(rid).attrs)) for rid in ids]
 
     def fingerprint(self) -> str:
         """A short hash of the metadata and record ids, saved with models trained on this dataset."""
-        text = json.dumps([self.metadata, self.ids], sort_keys=True, default=str)
+        meta = {k: v for k, v in self.metadata.items() if k != "versions"}
+        text = json.dumps([meta, self.ids], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def summary(self) -> dict:
+        """What the dataset holds: records, failed, molecules, level, kinds, field shapes, shards."""
+        return {"path": self.path, "records": len(self), "failed": len(self.failed),
+                "molecules": len(self.metadata.get("molecules", [])), "level": self.metadata.get("level"),
+                "kinds": self.metadata.get("kinds"), "shapes": {k: v["shape"] for k, v in
+                                                               self.metadata.get("fields", {}).items()},
+                "shards": len(self.shards), "settings": self.metadata.get("settings")}

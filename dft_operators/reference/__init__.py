@@ -1,22 +1,41 @@
 """The reference layer: PySCF Kohn-Sham ground states and the fields models learn from.
 
-This is the only package of the project that imports PySCF. Atomic units throughout (Bohr, Hartree).
+This is the only package of the project that imports PySCF, and it does so lazily: ``reference.Level``,
+``ALL_ELECTRON``, ``SCFError`` and ``level_electrons`` come from :mod:`dft_operators.level` (no PySCF), and
+every other name (and submodule) is imported on first use, so ``from dft_operators import reference`` costs
+nothing and code that only names a level never loads PySCF. Training and evaluation read what generation
+stored and never touch the PySCF-backed names. Atomic units throughout (Bohr, Hartree).
 """
 
-from dft_operators.reference import density_basis
-from dft_operators.reference.fields import (density_at_points, density_on_box, fit_coefficients, molecular_quadrature,
-                                            quadrature_fields)
-from dft_operators.reference.guess import STANDARD_GUESSES, guess_from_box, standard_guess
-from dft_operators.reference.level import ALL_ELECTRON, Level, SCFError, level_electrons
-from dft_operators.reference.ofdft_integrals import basis_on_points, ofdft_integrals
-from dft_operators.reference.potentials import RandomPotential, screened_ionic_potential
-from dft_operators.reference.scf import Density, GroundState, atomic_guess, run_ks
-from dft_operators.reference.vibrations import harmonic_ir, optimize_geometry
+import importlib
 
-__all__ = [
-    "ALL_ELECTRON", "Density", "GroundState", "Level", "RandomPotential", "SCFError", "atomic_guess",
-    "basis_on_points", "density_on_box", "fit_coefficients", "level_electrons", "ofdft_integrals",
-    "quadrature_fields", "run_ks", "screened_ionic_potential",
-    "STANDARD_GUESSES", "guess_from_box", "standard_guess", "harmonic_ir", "optimize_geometry",
-    "density_at_points", "density_basis", "molecular_quadrature",
-]
+from dft_operators.level import ALL_ELECTRON, Level, SCFError, level_electrons
+
+# name -> submodule that defines it; imported (with PySCF) on first access.
+_LAZY = {
+    "density_at_points": "fields", "density_on_box": "fields", "fit_coefficients": "fields",
+    "molecular_quadrature": "fields", "quadrature_fields": "fields",
+    "STANDARD_GUESSES": "guess", "guess_from_box": "guess", "standard_guess": "guess",
+    "basis_on_points": "ofdft_integrals", "ofdft_integrals": "ofdft_integrals",
+    "RandomPotential": "potentials", "screened_ionic_potential": "potentials",
+    "Density": "scf", "GroundState": "scf", "atomic_guess": "scf", "run_ks": "scf",
+    "harmonic_ir": "vibrations", "optimize_geometry": "vibrations", "basis_shells": "level",
+}
+_SUBMODULES = ("density_basis", "fields", "guess", "level", "ofdft_integrals", "potentials", "scf", "vibrations")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+__all__ = ["ALL_ELECTRON", "Level", "SCFError", "level_electrons", *_LAZY, "density_basis"]

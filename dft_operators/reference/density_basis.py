@@ -6,11 +6,14 @@ shells (angular momenta), the integrals int chi_P dr (only s functions are nonze
 int (r - R_a) chi_P dr (only p functions), and the coefficients of the free, spherically averaged atom
 fitted onto its own functions (the superposition of atomic densities, the baseline of Delta learning).
 Training also needs, per geometry, the overlap or Coulomb metric of all the molecule's functions
-(``aux_metric``). Arrays here are in PySCF's order: shells as the basis lists them, p functions as
-(px, py, pz), l >= 2 as m = -l .. l.
+(``aux_metric``). Generation stores all of it in each record (``data.generate``), so that training reads it
+and never calls this module. Arrays here are in PySCF's order: shells as the basis lists them, p functions
+as (px, py, pz), l >= 2 as m = -l .. l.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from pyscf import dft, gto
@@ -26,6 +29,20 @@ _MOMENT_GRID_LEVEL = 7
 
 def _free_atom(number: int) -> Molecule:
     return Molecule(np.array([number]), np.zeros((1, 3)), 0, number % 2, name=f"atom-{number}")
+
+
+@functools.lru_cache(maxsize=128)
+def free_atom_coefficients(number: int, level: Level) -> np.ndarray:
+    """The free, spherically averaged atom's density (PySCF's atomic guess) fitted onto its own auxiliary
+    functions in the Coulomb metric and scaled to integrate to its electron count (all electrons, or the
+    valence with a pseudopotential), [n_f] in PySCF's order; read-only (cached per element and level)."""
+    atom = _free_atom(number)
+    fit = fit_coefficients(atomic_guess(atom, level), level.aux_basis)
+    # The Coulomb-metric fit misses the count by up to 1 % (H); scale it to exactly the atom's electrons.
+    count = fit["aux_integrals"] @ fit["coefficients"]
+    coefficients = fit["coefficients"] * (level_electrons(atom, level) / count)
+    coefficients.setflags(write=False)
+    return coefficients
 
 
 def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
@@ -47,12 +64,9 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
     grid.build()
     values = dft.numint.eval_ao(auxmol, grid.coords)  # [n_points, n_f]
     weighted = grid.weights[:, None] * values
-    fit = fit_coefficients(atomic_guess(atom, level), level.aux_basis)
-    # The Coulomb-metric fit misses the count by up to 1 % (H); scale it to exactly the atom's electrons.
-    count = fit["aux_integrals"] @ fit["coefficients"]
-    coefficients = fit["coefficients"] * (level_electrons(atom, level) / count)
-    return {"ls": ls, "integrals": fit["aux_integrals"], "moments": weighted.T @ grid.coords,
-            "atomic_coefficients": coefficients}
+    integrals = fit_coefficients(atomic_guess(atom, level), level.aux_basis)["aux_integrals"]
+    return {"ls": ls, "integrals": integrals, "moments": weighted.T @ grid.coords,
+            "atomic_coefficients": np.array(free_atom_coefficients(number, level))}
 
 
 def angular_functions(l: int, directions: np.ndarray) -> np.ndarray:

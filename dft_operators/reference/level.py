@@ -1,50 +1,23 @@
-"""Level of theory (functional, basis, pseudopotential) and the PySCF molecule it defines.
+"""The PySCF molecule a level of theory defines (the level itself is :mod:`dft_operators.level`).
 
 This is the door to PySCF: the rest of ``reference`` builds its ``gto.Mole`` here, and every PySCF
-failure to find a basis or pseudopotential becomes an :class:`SCFError` naming the element.
+failure to find a basis or pseudopotential becomes an :class:`SCFError` naming the element. ``Level``,
+``ALL_ELECTRON``, ``SCFError`` and ``level_electrons`` are re-exported from :mod:`dft_operators.level`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import warnings
 
+import numpy as np
 from pyscf import gto
 from pyscf.df import addons as df_addons
 from pyscf.lib.exceptions import BasisNotFoundError
 
+from dft_operators.level import ALL_ELECTRON, Level, SCFError, level_electrons  # noqa: F401 (re-exported)
 from dft_operators.molecule import Molecule
-
-
-class SCFError(RuntimeError):
-    """A PySCF calculation that cannot be set up or run; the message names the molecule and the cause."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Level:
-    """A level of theory, in PySCF's names.
-
-    Attributes:
-      xc: exchange-correlation functional (PySCF/libxc string, e.g. "lda,pw", "pbe").
-      basis: orbital basis set.
-      pseudo: GTH pseudopotential (e.g. "gth-pade"); None for all-electron.
-      aux_basis: auxiliary basis for density fitting: a PySCF name, or "etb:<orbital basis>" for the
-        even-tempered products of that orbital basis (``even_tempered_basis``).
-    """
-
-    xc: str = "lda,pw"
-    basis: str = "gth-dzvp"
-    pseudo: str | None = "gth-pade"
-    aux_basis: str = "def2-universal-jkfit"
-
-    def as_dict(self) -> dict:
-        """The level as a JSON-able dict."""
-        return dataclasses.asdict(self)
-
-
-# All-electron default for quadrature-grid and density-coefficient work (KineticNet, DenSNet).
-ALL_ELECTRON = Level(basis="def2-svp", pseudo=None)
+from dft_operators.gaussians import GaussianBasis
 
 
 def _quiet(function, *args, **kwargs):
@@ -75,12 +48,6 @@ def ion_charge(symbol: str, pseudo: str | None) -> int:
     if pseudo is None:
         return gto.charge(symbol)
     return int(sum(gth_parameters(pseudo, symbol)[0]))
-
-
-def level_electrons(molecule: Molecule, level: Level) -> int:
-    """Electrons the level treats: all of them, or the valence ones when ``level.pseudo`` is set."""
-    core = sum(z - ion_charge(s, level.pseudo) for z, s in zip(molecule.numbers, molecule.symbols))
-    return int(molecule.n_electrons - core)
 
 
 ETB_PREFIX = "etb:"
@@ -143,3 +110,24 @@ def build_mole(molecule: Molecule, level: Level, basis: str | None = None) -> gt
     except (BasisNotFoundError, KeyError, RuntimeError, ValueError) as err:
         problems = _missing(molecule, level, basis) or [str(err)]
         raise SCFError(f"{molecule.name}: cannot build the PySCF molecule: {'; '.join(problems)}") from err
+
+
+def shell_arrays(mol: gto.Mole) -> GaussianBasis:
+    """The shells of a PySCF molecule's basis as arrays (``gaussians.GaussianBasis``: atom, l, n_prim,
+    n_ctr per shell; exponents; PySCF's internal, normalised contraction coefficients), so that its functions
+    can be evaluated without PySCF, to rounding (spherical functions only)."""
+    if mol.cart:
+        raise ValueError("shell_arrays describes spherical basis functions; the molecule uses Cartesian ones")
+    shells = np.array([[mol.bas_atom(i), mol.bas_angular(i), mol.bas_nprim(i), mol.bas_nctr(i)]
+                       for i in range(mol.nbas)], dtype=np.int64).reshape(-1, 4)
+    exponents = np.concatenate([mol.bas_exp(i) for i in range(mol.nbas)])
+    # bas_ctr_coeff divides PySCF's radial normalisation out; libcint evaluates with it in.
+    contractions = np.concatenate([(mol.bas_ctr_coeff(i) * gto.gto_norm(mol.bas_angular(i), mol.bas_exp(i))[:, None]
+                                    ).ravel() for i in range(mol.nbas)])
+    return GaussianBasis(shells, exponents, contractions)
+
+
+def basis_shells(molecule: Molecule, level: Level, basis: str | None = None) -> GaussianBasis:
+    """The shells of the level's orbital basis (or of ``basis``, e.g. ``level.aux_basis``) on a molecule, as
+    arrays (``shell_arrays``)."""
+    return shell_arrays(build_mole(molecule, level, basis))

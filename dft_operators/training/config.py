@@ -18,6 +18,7 @@ class TrainConfig:
     grad_clip_norm: float = 1.0  # clip the global gradient norm to this value
     val_fraction: float = 0.1  # fraction of records held out for validation (when no split is given)
     checkpoint_every: int = 1  # save a resumable checkpoint every this many epochs
+    checkpoint_every_steps: int = 0  # also every this many steps, mid-epoch (0: at epoch ends only)
     seed: int = 0  # seeds initialisation, shuffling and the split
 
     @staticmethod

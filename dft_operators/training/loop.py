@@ -1,9 +1,14 @@
 """The one training loop: AdamW + warm-up/cosine + clipping, jitted sharded steps, orbax resume.
 
 A model plugs in through an :class:`Objective`: ``init(key, batch) -> params`` and
-``per_sample(params, batch) -> {"loss": [batch], metric: [batch], ...}``.  Batches are dicts of arrays
-with a leading batch axis; the loop pads every batch to one shape (padding rows have ``weight`` 0, so
-jit compiles once) and averages losses and metrics with those weights. An objective may name pretraining
+``per_sample(params, batch) -> {"loss": [batch], metric: [batch], ...}``.  Data come from a random-access
+source (``data.input_pipeline``: a dataset streamed record by record, or in-memory arrays) through the
+input pipeline: seeded shuffle, read-ahead, every global batch split over processes and padded to one
+shape (padding rows have ``weight`` 0, so jit compiles once); losses and metrics are averaged with those
+weights. The resumable state holds the train state and the pipeline's position, so a run killed mid-epoch
+resumes on the same batches (``TrainConfig.checkpoint_every_steps``). With several processes
+(``sharding.initialize_distributed``) every process runs this loop on its slice of each global batch and
+process 0 alone writes the card, the log and the plots. An objective may name pretraining
 :class:`Stage` s (another loss on the same weights, e.g. DenSNet's density first): each is trained to the end,
 by this same loop in its own subdirectory, before the objective itself starts from its best weights.
 """
@@ -23,6 +28,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from dft_operators.data.input_pipeline import ArraySource, Pipeline, Source
 from dft_operators.io import checkpoint
 from dft_operators.training import metrics, sharding
 from dft_operators.training.config import TrainConfig
@@ -97,13 +103,14 @@ def make_steps(objective: Objective, optimizer: optax.GradientTransformation):
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
 
-def iterate_batches(data: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None):
-    """Host batches of ``batch_size`` rows (the last one short) in ``order``."""
-    n = len(next(iter(data.values())))
-    order = np.arange(n) if order is None else order
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        yield {k: v[idx] for k, v in data.items()}
+def as_source(data: Source | dict[str, np.ndarray]) -> Source:
+    """A source from in-memory arrays [n_records, ...] (or the source itself)."""
+    return ArraySource(data) if isinstance(data, dict) else data
+
+
+def global_batch_size(batch_size: int, mesh) -> int:
+    """``batch_size`` rounded up to a multiple of the device count (every device gets as many rows)."""
+    return math.ceil(batch_size / mesh.devices.size) * mesh.devices.size
 
 
 def _accumulate(total: dict, sums: dict) -> dict:
@@ -116,16 +123,17 @@ def _means(total: dict, prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}": float(v) / count for k, v in host.items()}
 
 
-def evaluate_objective(objective: Objective, params, data: dict[str, np.ndarray], batch_size: int,
+def evaluate_objective(objective: Objective, params, data: Source | dict[str, np.ndarray], batch_size: int,
                        eval_step=None) -> dict[str, float]:
     """Weighted means of the objective's per-sample metrics over a dataset (sharded like training)."""
     mesh = sharding.data_mesh()
-    global_batch = math.ceil(batch_size / mesh.devices.size) * mesh.devices.size
     eval_step = eval_step or make_steps(objective, optax.identity())[1]
     params = jax.device_put(params, sharding.replicated(mesh))
+    pipeline = Pipeline(as_source(data), global_batch_size(batch_size, mesh), 0, shuffle=False)
     total = None
-    for batch in iterate_batches(data, global_batch):
-        total = _accumulate(total, eval_step(params, sharding.shard_batch(batch, mesh, global_batch)))
+    with pipeline.epoch_batches(0) as batches:
+        for batch in batches:
+            total = _accumulate(total, eval_step(params, sharding.global_batch(batch, mesh)))
     return {k[len("x_"):]: v for k, v in _means(total, "x").items()}
 
 
@@ -140,17 +148,19 @@ def _check_directory(out_dir: str, card: dict) -> None:
                                 "train into a new directory")
 
 
-def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[str, np.ndarray] | None,
-        config: TrainConfig, out_dir: str, card: dict, until_epoch: int | None = None,
-        progress: bool = True) -> dict:
+def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
+        val_data: Source | dict[str, np.ndarray] | None, config: TrainConfig, out_dir: str, card: dict,
+        until_epoch: int | None = None, progress: bool = True) -> dict:
     """Trains, or resumes training, and keeps the best weights in ``out_dir``.
 
     Args:
       objective: the model's init and per-sample loss/metrics.
-      train_data, val_data: arrays with a shared leading axis (records); ``val_data`` may be None.
+      train_data, val_data: a record source (``data.input_pipeline.Source``) or arrays with a shared leading
+        axis (records); ``val_data`` may be None.
       config: the training hyperparameters.
-      out_dir: the model directory (see :mod:`dft_operators.io.checkpoint`); a resumable state is
-        saved there every ``config.checkpoint_every`` epochs and picked up by the next call.
+      out_dir: the model directory (see :mod:`dft_operators.io.checkpoint`); a resumable state (train
+        state + pipeline position) is saved there every ``config.checkpoint_every`` epochs and every
+        ``config.checkpoint_every_steps`` steps, and picked up by the next call.
       card: what the model card records besides metrics (kind, model_config, level, normalisation,
         data_fingerprint); ``train_config`` is added here.
       until_epoch: stop after this epoch (for time-sliced jobs); training continues on the next call.
@@ -162,46 +172,53 @@ def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[
     """
     card = {**card, "train_config": dataclasses.asdict(config)}
     _check_directory(out_dir, card)
+    writer = jax.process_index() == 0
     os.makedirs(out_dir, exist_ok=True)
     mesh = sharding.data_mesh()
-    n_devices = mesh.devices.size
-    global_batch = math.ceil(config.batch_size / n_devices) * n_devices
-    n_train = len(next(iter(train_data.values())))
-    steps_per_epoch = math.ceil(n_train / global_batch)
-    optimizer = make_optimizer(config, config.epochs * steps_per_epoch)
+    pipeline = Pipeline(as_source(train_data), global_batch_size(config.batch_size, mesh), config.seed)
+    optimizer = make_optimizer(config, config.epochs * pipeline.steps_per_epoch)
     train_step, eval_step = make_steps(objective, optimizer)
 
-    example = sharding.pad_batch(next(iterate_batches(train_data, global_batch)), global_batch)
+    with pipeline.epoch_batches(0) as batches:
+        example = next(batches)
     params = objective.init(jax.random.PRNGKey(config.seed), example)
     state = TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), params, optimizer.init(params))
     manager = checkpoint.state_manager(out_dir)
-    restored = checkpoint.restore_state(manager, state)
+    restored, position = checkpoint.restore_state(manager, state)
     if restored is None and objective.pretraining:
         params = _pretrain(objective.pretraining, params, train_data, val_data, config, out_dir, card, progress)
         state = TrainState(state.step, state.epoch, params, optimizer.init(params))
     state = restored if restored is not None else state
     log = metrics.JsonLog(os.path.join(out_dir, "log.jsonl"))
     history = [e for e in log.read() if e["epoch"] <= int(state.epoch)]
-    log.rewrite(history)  # drop epochs logged after the last saved state (a kill in between)
+    if writer:
+        log.rewrite(history)  # drop epochs logged after the last saved state (a kill in between)
     best = min(history, key=lambda e: e["select"]) if history else None
-    if restored is None:
+    if restored is None and writer:
         checkpoint.save_card(out_dir, card)
     state = jax.device_put(state, sharding.replicated(mesh))
 
+    def save_state(batches):
+        manager.save(int(state.step), args=checkpoint.state_args(state, batches.get_state()))
+        manager.wait_until_finished()
+
     last = config.epochs if until_epoch is None else min(until_epoch, config.epochs)
-    bar = tqdm(range(int(state.epoch), last), desc="epochs", unit="ep", disable=not progress,
+    bar = tqdm(range(int(state.epoch), last), desc="epochs", unit="ep", disable=not progress or not writer,
                initial=int(state.epoch), total=config.epochs)
     for epoch in bar:
         start, total = time.perf_counter(), None
-        order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-        for batch in iterate_batches(train_data, global_batch, order):
-            state, sums = train_step(state, sharding.shard_batch(batch, mesh, global_batch))
-            total = _accumulate(total, sums)
+        resume_here = position is not None and position["epoch"] == epoch
+        with (pipeline.restore(position) if resume_here else pipeline.epoch_batches(epoch)) as batches:
+            for batch in batches:
+                state, sums = train_step(state, sharding.global_batch(batch, mesh))
+                total = _accumulate(total, sums)
+                if config.checkpoint_every_steps and int(state.step) % config.checkpoint_every_steps == 0:
+                    save_state(batches)
         entry = {"epoch": epoch + 1, "step": int(state.step), **_means(total, "train")}
         if not math.isfinite(entry["train_loss"]):
             raise TrainingError(
                 f"the training loss became {entry['train_loss']} in epoch {epoch + 1}; stopped, the last good "
-                f"checkpoint in {out_dir} (epoch {int(manager.latest_step() or 0)}) is kept: lower the learning "
+                f"checkpoint in {out_dir} (step {int(manager.latest_step() or 0)}) is kept: lower the learning "
                 "rate or check the data")
         if val_data is not None:
             entry.update({f"val_{k}": v for k, v in
@@ -212,15 +229,17 @@ def fit(objective: Objective, train_data: dict[str, np.ndarray], val_data: dict[
         if best is None or entry["select"] <= best["select"]:
             best = entry
             checkpoint.save_params(out_dir, state.params)
-            checkpoint.save_card(out_dir, {**card, "best_epoch": best["epoch"], "metrics": best})
-        log.write(**entry)
+            if writer:
+                checkpoint.save_card(out_dir, {**card, "best_epoch": best["epoch"], "metrics": best})
+        if writer:
+            log.write(**entry)
         history.append(entry)
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == last:
-            manager.save(epoch + 1, args=checkpoint.ocp.args.StandardSave(state))
-            manager.wait_until_finished()
+            with pipeline.epoch_batches(epoch + 1) as batches:  # the position: the start of the next epoch
+                save_state(batches)
         bar.set_postfix({k: f"{v:.3g}" for k, v in entry.items() if k in ("train_loss", "val_loss")})
     bar.close()
-    if history:
+    if history and writer:
         metrics.plot_learning_curve(history, os.path.join(out_dir, "learning_curve.png"))
     final = history[-1] if history else {}
     return {"epochs": int(state.epoch), "best_epoch": best["epoch"] if best else None,

@@ -14,10 +14,21 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def initialize_distributed() -> None:
-    """Joins a multi-host job when the usual coordinator variables are set (no-op otherwise)."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_NTASKS", "1") != "1":
-        jax.distributed.initialize()
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Joins a multi-process job through ``jax.distributed.initialize`` (gloo collectives on CPUs).
+
+    With ``coordinator`` ("HOST:PORT" of process 0), ``num_processes`` and ``process_id`` given, joins that
+    job; without them, joins when a cluster environment says so (``JAX_COORDINATOR_ADDRESS``, SLURM with
+    several tasks), else does nothing. Must run before anything touches a device.
+    """
+    if coordinator is None and not (os.environ.get("JAX_COORDINATOR_ADDRESS")
+                                    or os.environ.get("SLURM_NTASKS", "1") != "1"):
+        return
+    if jax.distributed.is_initialized():
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
 
 
 def data_mesh() -> Mesh:
@@ -52,3 +63,10 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, size: int) -> dict[str
     """Pads a host batch to ``size`` rows (a multiple of the device count) and splits it over the mesh."""
     batch = pad_batch(batch, size)
     return jax.device_put(batch, batch_sharding(mesh))
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """One global batch from this process's rows (its slice of the batch, ``[rows / n_processes, ...]``),
+    split over the mesh's devices; with one process, the whole batch."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}

@@ -1,15 +1,20 @@
 """Density coefficients, energies, forces and dipoles of molecules: the workflow of DenSNet.
 
 Data: the ``coefficients`` kind of an all-electron dataset made with ``forces`` (``coefficients/c`` and
-``coefficients/aux_labels`` in PySCF's order, ``forces``, ``dipole`` and the ``energy`` attribute).
+``coefficients/aux_labels`` in PySCF's order, ``forces``, ``dipole`` and the ``energy`` attribute), with what
+generation stores so that training and evaluation never call PySCF (``data.generate._density_basis_fields``):
+the auxiliary basis as arrays (``coefficients/aux_*``, evaluated by ``gaussians``), each atom's free-atom
+coefficients (``coefficients/c_atoms``), both density metrics at the geometry (``coefficients/metric_*``) and
+an evaluation quadrature with the Kohn-Sham density on it (``coefficients/points``, ``weights``, ``rho``).
 
 Layout. The model writes each atom's coefficients as one e3nn irreps vector (``DenSNetConfig.basis_irreps``):
 shell k of angular momentum l of an element goes to copy k of the irrep l, and its 2l + 1 PySCF functions
 map to e3nn's real spherical harmonics by the linear map M_l with A_pyscf(u) = Y_e3nn(u) M_l on unit
-vectors u (fitted here on random directions, exact to rounding), so c_e3nn = M_l c_pyscf. The element
-tables (free-atom coefficients, charges, moments, ``models.densnet.DensityBasis``)
-are computed once from PySCF and stored in the model card with the matrices back to PySCF's order: a
-model then needs PySCF only to write its density on a grid.
+vectors u (fitted here on random directions, exact to rounding; PySCF's functions are evaluated by
+``gaussians``), so c_e3nn = M_l c_pyscf. The element tables (free-atom coefficients, charges, moments,
+``models.densnet.DensityBasis``) are made once from the records' stored arrays and kept in the model card with
+the matrices back to PySCF's order: a model then needs PySCF only to write the density of a new molecule on a
+grid (``density_at``, ``predict``) or to compare with a fresh Kohn-Sham run (``density_nmae``).
 
 Loss, per record, with Delta = c - c_ref per atom and M_ab the metric between the functions of atoms a and b
 at that geometry (in the model layout; ``DensityTask.density_metric``):
@@ -50,12 +55,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators import reference, units
+from dft_operators import gaussians, reference, units
 from dft_operators.grids import UniformGrid
 from dft_operators.io.dataset import Dataset, DatasetError
+from dft_operators.level import Level, level_electrons
 from dft_operators.models import densnet
 from dft_operators.molecule import Molecule
-from dft_operators.reference import density_basis
 from dft_operators.nn.graph import AtomGraph, build_atom_graph
 from dft_operators.training.loop import Objective, Stage
 
@@ -105,7 +110,7 @@ def harmonic_maps(lmax: int) -> list[np.ndarray]:
         with jax.enable_x64(True):
             y = np.asarray(e3nn.spherical_harmonics(l, e3nn.IrrepsArray("1o", jnp.asarray(u)), normalize=True,
                                                     normalization="component").array)
-        a = density_basis.angular_functions(l, u)
+        a = gaussians.angular_functions(l, u)
         m, *_ = np.linalg.lstsq(y, a, rcond=None)
         if not np.allclose(y @ m, a, atol=1e-10):
             raise RuntimeError(f"PySCF's l = {l} functions are not a rotation of e3nn's spherical harmonics")
@@ -123,22 +128,70 @@ def _slots(irreps: e3nn.Irreps) -> dict[int, list[int]]:
     return out
 
 
-def element_tables(numbers, level, basis_irreps: str) -> dict:
-    """The JSON-able per-element tables of the model card (module docstring) for the given elements.
+# Stored arrays of a record (``data.generate._density_basis_fields``): the auxiliary basis, what the element
+# tables are made of, and the evaluation quadrature.
+_AUX_FIELDS = tuple(f"coefficients/aux_{name}" for name in gaussians.GaussianBasis.FIELDS)
+_ELEMENT_FIELDS = ("coefficients/c_atoms", "coefficients/aux_integrals", *_AUX_FIELDS)
+_EVALUATION_FIELDS = ("coefficients/points", "coefficients/weights", "coefficients/rho", "coefficients/grid_level")
 
+
+def _require(ds: Dataset, fields) -> None:
+    """Raises DatasetError naming what the dataset lacks of ``fields`` (from its manifest's field list)."""
+    listed = ds.metadata.get("fields") or {}
+    missing = [k for k in fields if listed and k not in listed]
+    if "coefficients" not in ds.metadata.get("kinds", []) or missing:
+        raise DatasetError(f"{ds.path} lacks {missing or ['coefficients/*']}; DenSNet needs `generate --kind "
+                           "coefficients` with forces, made by a version that stores what training reads "
+                           "(the auxiliary basis, free-atom coefficients, metrics): regenerate it")
+
+
+def record_elements(ds: Dataset, ids: list[str], numbers: dict[str, np.ndarray] | None = None
+                    ) -> dict[int, dict[str, np.ndarray]]:
+    """The one-atom data of every element of the records, from the first atom of it met (no PySCF).
+
+    Args:
+      ds, ids: the records; numbers: their atomic numbers by id, if already read.
+    Returns:
+      {Z: {"ls" [n_shells] l per shell (contractions expanded), "integrals" [n_f] int chi dr, "moments" [n_f, 3]
+      int (r - R) chi dr, "atomic_coefficients" [n_f] the free atom's fit}}, PySCF's order: the keys of
+      ``reference.density_basis.element_basis``, which computes them with PySCF.
+    """
+    _require(ds, _ELEMENT_FIELDS)
+    numbers = numbers or {rid: ds.read(rid, ["numbers"])["numbers"] for rid in ids}
+    elements = {}
+    for rid in ids:
+        new = sorted({int(z) for z in numbers[rid]} - set(elements))
+        if not new:
+            continue
+        r = ds.read(rid, ["numbers", *_ELEMENT_FIELDS])
+        basis = gaussians.GaussianBasis.from_arrays(r, "coefficients/aux_")
+        atom_of, moments = basis.function_atoms(), gaussians.first_moments(basis)
+        for z in new:
+            a = int(np.flatnonzero(r["numbers"] == z)[0])
+            mine = atom_of == a
+            elements[z] = {"ls": basis.shell_ls(a), "integrals": r["coefficients/aux_integrals"][mine],
+                           "moments": moments[mine], "atomic_coefficients": r["coefficients/c_atoms"][mine]}
+    return elements
+
+
+def element_tables(elements: dict[int, dict], aux_basis: str, basis_irreps: str) -> dict:
+    """The JSON-able per-element tables of the model card (module docstring).
+
+    Args:
+      elements: one-atom data per atomic number (``record_elements``); aux_basis: its basis's name.
     Raises:
       ValueError: an element has more shells of some l than ``basis_irreps`` has copies of it.
     """
     irreps = e3nn.Irreps(basis_irreps)
     slots = _slots(irreps)
     maps = harmonic_maps(irreps.lmax)
-    elements = {}
-    for z in sorted({int(n) for n in numbers}):
-        table = density_basis.element_basis(z, level)
+    tables = {}
+    for z in sorted(int(n) for n in elements):
+        table = elements[z]
         counts = np.bincount(table["ls"], minlength=irreps.lmax + 1)
         if len(counts) > irreps.lmax + 1 or any(counts[l] > len(slots.get(l, [])) for l in range(len(counts))):
             need = " + ".join(f"{n}x{l}{'eo'[l % 2]}" for l, n in enumerate(counts) if n)
-            raise ValueError(f"the {level.aux_basis} functions of element {z} ({need}) do not fit the model's "
+            raise ValueError(f"the {aux_basis} functions of element {z} ({need}) do not fit the model's "
                              f"basis_irreps {basis_irreps!r}; set model.basis_irreps to cover them")
         from_pyscf = np.zeros((irreps.dim, len(table["integrals"])))
         used, column = {l: 0 for l in slots}, 0
@@ -147,12 +200,12 @@ def element_tables(numbers, level, basis_irreps: str) -> dict:
             from_pyscf[start:start + 2 * l + 1, column:column + 2 * l + 1] = maps[l]
             used[l], column = used[l] + 1, column + 2 * l + 1
         to_pyscf = np.linalg.pinv(from_pyscf)  # [n_f, D]
-        elements[str(z)] = {
+        tables[str(z)] = {
             "atomic": from_pyscf @ table["atomic_coefficients"], "charges": to_pyscf.T @ table["integrals"],
             "moments": to_pyscf.T @ table["moments"],
             "mask": (np.abs(from_pyscf).sum(1) > 0).astype(float), "to_pyscf": to_pyscf}
-    return {"aux_basis": level.aux_basis, "basis_irreps": basis_irreps,
-            "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in elements.items()}}
+    return {"aux_basis": aux_basis, "basis_irreps": basis_irreps,
+            "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in tables.items()}}
 
 
 def layout_maps(tables: dict) -> dict[int, np.ndarray]:
@@ -202,41 +255,43 @@ def model_arrays(tables: dict, max_atomic_number: int) -> tuple[densnet.DensityB
             densnet.EnergyBaseline(as32(energies), as32(tables["energy_scale"])))
 
 
-def _check(ds: Dataset, record: dict) -> None:
-    missing = [k for k in ("coefficients/c", "coefficients/aux_labels", "forces", "energy") if k not in record]
-    if missing:
-        raise DatasetError(f"{ds.path} lacks {missing}; DenSNet needs `generate --kind coefficients` with forces")
+def _molecule(ds: Dataset, rid: str, arrays: dict) -> Molecule:
+    """The molecule of a record from its numbers and positions (in ``arrays``) and its attributes."""
+    attrs = {name: ds.attribute(name, [rid])[0] for name in ("charge", "spin", "name")}
+    return Molecule.from_record({**arrays, **attrs})
 
 
 def load_arrays(ds: Dataset, ids: list[str], tables: dict, metric: str, n_atoms: int | None = None
                 ) -> dict[str, np.ndarray]:
-    """Training arrays of records padded to one atom count (floats as float32).
+    """Training arrays of records padded to one atom count (floats as float32), from stored arrays only.
 
     Returns:
       the ``AtomGraph`` fields, "coefficients" [n, A, D], "metric" [n, A, A, D, D] (``metric_in_layout`` of
-      ``density_basis.aux_metric(metric)``),
+      the stored ``coefficients/metric_<metric>``, ``reference.density_basis.aux_metric`` at generation),
       "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr, "dipole" [n, 3] e*Bohr, "n_electrons" [n].
     """
-    level = reference.Level(**ds.metadata["level"])
-    records = [ds.record(rid) for rid in ids]
-    for r in records[:1]:
-        _check(ds, r)
+    level = Level(**ds.metadata["level"])
+    fields = ["numbers", "positions", "forces", "dipole", "coefficients/c", "coefficients/aux_labels",
+              f"coefficients/metric_{metric}"]
+    _require(ds, fields)
+    records = [ds.read(rid, fields) for rid in ids]
+    energies = ds.attribute("energy", ids)
     n_atoms = n_atoms or max(len(r["numbers"]) for r in records)
     maps = layout_maps(tables)
     rows = []
-    for r in records:
+    for rid, r, energy in zip(ids, records, energies):
         numbers = np.asarray(r["numbers"])
-        mol = Molecule.from_record(r)
+        mol = _molecule(ds, rid, r)
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
         labels = r["coefficients/aux_labels"]
         c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
-        m = metric_in_layout(tables, numbers, labels, density_basis.aux_metric(mol, level, metric), n_atoms)
+        m = metric_in_layout(tables, numbers, labels, r[f"coefficients/metric_{metric}"].astype(np.float64), n_atoms)
         pad = ((0, n_atoms - len(numbers)), (0, 0))
         rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
                      "coefficients": np.pad(c, pad), "metric": m.astype(np.float32),
                      "forces": np.pad(np.asarray(r["forces"]), pad),
-                     "energy": np.float64(r["energy"]), "dipole": np.asarray(r["dipole"], np.float64),
-                     "n_electrons": np.float64(reference.level_electrons(mol, level))})
+                     "energy": np.float64(energy), "dipole": np.asarray(r["dipole"], np.float64),
+                     "n_electrons": np.float64(level_electrons(mol, level))})
     stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
     return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in stacked.items()}
 
@@ -335,11 +390,12 @@ def _stop_density_gradients(params):
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: DensityTask, module):
-    """(objective, train arrays, validation arrays or None, card entries) for the training loop."""
-    level = reference.Level(**ds.metadata["level"])
-    numbers = [ds.record(rid)["numbers"] for rid in train_ids + val_ids]
-    tables = element_tables(np.concatenate(numbers), level, module.basis_irreps)
-    n_atoms = max(len(n) for n in numbers)
+    """(objective, train arrays, validation arrays or None, card entries) for the training loop; reads stored
+    arrays only (no PySCF)."""
+    level = Level(**ds.metadata["level"])
+    numbers = {rid: ds.read(rid, ["numbers"])["numbers"] for rid in train_ids + val_ids}
+    tables = element_tables(record_elements(ds, train_ids + val_ids, numbers), level.aux_basis, module.basis_irreps)
+    n_atoms = max(len(n) for n in numbers.values())
     train = load_arrays(ds, train_ids, tables, task.density_metric, n_atoms)
     val = load_arrays(ds, val_ids, tables, task.density_metric, n_atoms) if val_ids else None
     tables = fit_baselines(tables, train)
@@ -363,7 +419,7 @@ def _model_inputs(card: dict, module, molecule: Molecule):
                          f"not {unknown} of {molecule.name}")
     basis, baseline = model_arrays(card["tables"], module.max_atomic_number)
     graph = jax.tree_util.tree_map(jnp.asarray, build_atom_graph(molecule.numbers, molecule.positions))
-    n_electrons = float(reference.level_electrons(molecule, reference.Level(**card["level"])))
+    n_electrons = float(level_electrons(molecule, Level(**card["level"])))
     return graph, basis, baseline, n_electrons
 
 
@@ -379,11 +435,11 @@ def properties(card: dict, module, params, molecule: Molecule) -> dict[str, np.n
 
 
 def density_at(card: dict, molecule: Molecule, coefficients, points) -> np.ndarray:
-    """The expanded density at points [..., 3] (Bohr), [...] electrons/Bohr^3."""
-    level = reference.Level(**card["level"])
+    """The expanded density at points [..., 3] (Bohr), [...] electrons/Bohr^3 (the basis from PySCF)."""
+    level = Level(**card["level"])
     c = to_pyscf_order(card["tables"], molecule.numbers, coefficients)
     points = np.asarray(points, np.float64)
-    return density_basis.aux_density(molecule, level, c, points.reshape(-1, 3)).reshape(points.shape[:-1])
+    return reference.density_basis.aux_density(molecule, level, c, points.reshape(-1, 3)).reshape(points.shape[:-1])
 
 
 def predict(card: dict, module, params, molecule: Molecule, level, spacing: float = 0.2, refine: int = 1) -> dict:
@@ -405,11 +461,12 @@ def density_nmae(card: dict, module, params, molecule: Molecule, grid_level: int
     Returns {"model_vs_ks", "model_vs_fit" (the Coulomb-fitted KS density the model learns), "fit_vs_ks"
     (the basis's own error), "atoms_vs_ks" (the free-atom superposition the model starts from)}.
     """
-    level = reference.Level(**card["level"])
+    level = Level(**card["level"])
     points, weights = reference.molecular_quadrature(molecule, level, grid_level)
     state = reference.run_ks(molecule, level)
     ks = reference.density_at_points(state.density, points)
-    fit = density_basis.aux_density(molecule, level, reference.fit_coefficients(state.density)["coefficients"], points)
+    fit = reference.density_basis.aux_density(molecule, level, reference.fit_coefficients(state.density)["coefficients"],
+                                              points)
     predicted = density_at(card, molecule, properties(card, module, params, molecule)["coefficients"], points)
     atoms = np.stack([card["tables"]["elements"][str(int(z))]["atomic"] for z in molecule.numbers])
     free_atoms = density_at(card, molecule, atoms, points)
@@ -422,16 +479,47 @@ def _nmae(rho, reference_rho, weights) -> float:
     return float(100.0 * weights @ np.abs(rho - reference_rho) / (weights @ reference_rho))
 
 
-def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_level: int = 2) -> float:
-    """Mean density NMAE (percent) of the model against the records' own fitted densities (the targets it
-    learns), on PySCF's molecular quadrature of each geometry: ``evaluate``'s nmae_percent."""
-    level = reference.Level(**card["level"])
+# Points at which records_nmae evaluates the auxiliary basis at once (bounds its [points, n_aux] block).
+_NMAE_BLOCK = 16384
+
+
+def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_level: int | None = None,
+                 against: str = "fit") -> float:
+    """Mean density NMAE (percent) of the model over records, on PySCF's molecular quadrature of each geometry:
+    ``evaluate``'s nmae_percent.
+
+    Reads the quadrature (level ``data.generate.COEFFICIENT_GRID_LEVEL``, 2), the Kohn-Sham density on it and
+    the auxiliary basis that generation stored, and evaluates the basis with ``gaussians``: no PySCF.
+
+    Args:
+      against: "fit", the records' own fitted densities (the targets the model learns), or "ks", the Kohn-Sham
+        densities they were fitted to.
+      grid_level: None for the stored quadrature; another level builds that quadrature with PySCF.
+    """
+    if against not in ("fit", "ks"):
+        raise ValueError(f"records_nmae compares with 'fit' or 'ks', not {against!r}")
+    fields = ["numbers", "positions", "coefficients/c", *_AUX_FIELDS, *_EVALUATION_FIELDS]
+    _require(ds, fields)
     errors = []
     for rid in ids:
-        r = ds.record(rid)
-        mol = Molecule.from_record(r)
-        points, weights = reference.molecular_quadrature(mol, level, grid_level)
-        target = density_basis.aux_density(mol, level, np.asarray(r["coefficients/c"]), points)
-        predicted = density_at(card, mol, properties(card, module, params, mol)["coefficients"], points)
-        errors.append(_nmae(predicted, target, weights))
+        r = ds.read(rid, fields)
+        mol = _molecule(ds, rid, r)
+        points, weights = r["coefficients/points"].astype(np.float64), r["coefficients/weights"].astype(np.float64)
+        ks = r["coefficients/rho"].astype(np.float64)
+        if grid_level is not None and grid_level != int(r["coefficients/grid_level"]):
+            if against == "ks":
+                raise ValueError(f"the Kohn-Sham density is stored on the level-{int(r['coefficients/grid_level'])} "
+                                 f"grid only, not on level {grid_level}")
+            points, weights = reference.molecular_quadrature(mol, Level(**card["level"]), grid_level)
+        basis = gaussians.GaussianBasis.from_arrays(r, "coefficients/aux_")
+        predicted_c = to_pyscf_order(card["tables"], mol.numbers, properties(card, module, params, mol)["coefficients"])
+        target_c = np.asarray(r["coefficients/c"], np.float64)
+        error = norm = 0.0
+        for i in range(0, len(points), _NMAE_BLOCK):
+            block = slice(i, i + _NMAE_BLOCK)
+            chi = gaussians.values(basis, mol.positions, points[block])  # [b, n_aux]
+            target = ks[block] if against == "ks" else chi @ target_c
+            error += weights[block] @ np.abs(chi @ predicted_c - target)
+            norm += weights[block] @ target
+        errors.append(100.0 * error / norm)
     return float(np.mean(errors))

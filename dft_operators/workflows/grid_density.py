@@ -1,9 +1,11 @@
 """Density on a uniform box from input fields on the same box: the workflow of V2Rho-FNO and DeepSCF.
 
-Data: the ``grid`` kind of a dataset (``grid/v_ext``, ``grid/rho0``, ``grid/rho``, ``grid/origin``), plus
-the atomic fingerprints of ``data.fingerprints``, computed from each record's geometry and box when it is
-read (so datasets need no regeneration for them).  Inputs are standardised per channel with training-set
-statistics stored in the model card.  The network's output becomes a density here, so that every
+Data: the ``grid`` kind of a dataset (``grid/v_ext``, ``grid/rho0``, ``grid/rho``, ``grid/origin``), read
+record by record (:class:`GridSource`, streamed by the training loop's input pipeline), plus the atomic
+fingerprints of ``data.fingerprints``, computed on the device from each record's atoms and box inside the
+jitted step (never stored, never uploaded).  Inputs are standardised per channel with statistics of a
+sample of training records, stored in the model card; the same jitted :func:`assemble_inputs` builds the
+network's input in training, evaluation and prediction.  The network's output becomes a density here, so that every
 prediction integrates to N exactly:
 
     direct   (V2Rho-FNO): rho = N * out / (sum(out) dV)                   (``out`` >= 0 by the model)
@@ -15,6 +17,7 @@ Loss: the NMAE (as a fraction), the metric the field reports.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -72,6 +75,10 @@ class Normaliser:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    def __post_init__(self):  # tuples (hashable: the jitted input builder is cached per spec), also from a card
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
     @staticmethod
     def fit(x: np.ndarray, center: bool = True) -> "Normaliser":
         """Statistics of x [n, nx, ny, nz, c] over everything but the channel axis.
@@ -87,8 +94,10 @@ class Normaliser:
             std = np.sqrt(np.stack([np.mean(np.square(x[..., c], dtype=np.float64)) for c in range(x.shape[-1])]))
         return Normaliser(tuple(np.asarray(mean, float).tolist()), tuple(np.where(std > 1e-12, std, 1.0).tolist()))
 
-    def __call__(self, x):
-        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+    @staticmethod
+    def identity(channels: int) -> "Normaliser":
+        """Mean 0, scale 1: leaves the inputs as they are."""
+        return Normaliser((0.0,) * channels, (1.0,) * channels)
 
 
 def stack_inputs(fields: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
@@ -96,28 +105,88 @@ def stack_inputs(fields: dict[str, np.ndarray], names: Sequence[str]) -> np.ndar
     return np.concatenate([fields[n] if n == "fingerprints" else fields[n][..., None] for n in names], axis=-1)
 
 
-def _record_fingerprints(ds: Dataset, rid: str) -> np.ndarray:
-    """Fingerprints of one record on its box, float32 [nx, ny, nz, c_f]."""
-    settings = ds.metadata["settings"]
-    grid = UniformGrid(tuple(ds.stack("grid/origin", [rid])[0]), settings["spacing"], (settings["box_shape"],) * 3)
-    numbers, positions = ds.stack("numbers", [rid])[0], ds.stack("positions", [rid])[0]
-    return fingerprints.atomic_fingerprints(numbers, positions, grid).astype(np.float32)
+def _box_field_names(task: GridTask) -> list[str]:
+    """The stored box fields the network reads, in input order (the fingerprints are made on the device)."""
+    return [n for n in task.inputs if n != "fingerprints"]
 
 
-def load_arrays(ds: Dataset, ids: list[str], task: GridTask) -> dict[str, np.ndarray]:
-    """{"x": raw inputs [n, nx, ny, nz, c], "rho": [n, nx, ny, nz], "n_electrons": [n]} as float32, and
-    "rho0" [n, nx, ny, nz] for a residual task."""
-    if "grid" not in ds.metadata.get("kinds", []):
-        raise DatasetError(f"{ds.path} has no grid fields; generate it with --kind grid")
-    fields = {name: ds.stack(f"grid/{name}", ids).astype(np.float32)
-              for name in set(task.inputs) | ({"rho0"} if task.residual else set()) if name != "fingerprints"}
-    if "fingerprints" in task.inputs:
-        fields["fingerprints"] = np.stack([_record_fingerprints(ds, rid) for rid in ids])
-    out = {"x": stack_inputs(fields, task.inputs), "rho": ds.stack("grid/rho", ids).astype(np.float32),
-           "n_electrons": ds.attribute("n_electrons", ids).astype(np.float32)}
-    if task.residual:
-        out["rho0"] = fields["rho0"]
-    return out
+def atoms_row(numbers, positions, origin, n_atoms: int) -> dict[str, np.ndarray]:
+    """What the device needs to draw a record's fingerprints: padded "numbers" int32 [n_atoms], "positions"
+    float32 [n_atoms, 3] relative to the box "origin" (Bohr), "atom_mask" bool [n_atoms]."""
+    numbers, positions, mask = fingerprints.pad_atoms(numbers, np.asarray(positions) - np.asarray(origin), n_atoms)
+    return {"numbers": numbers, "positions": positions.astype(np.float32), "atom_mask": mask}
+
+
+class GridSource:
+    """The records of a grid dataset as training rows, read from the shards when asked (random access).
+
+    Row ``i`` (record ``ids[i]``): "fields" [nx, ny, nz, c_box] raw box inputs (no fingerprints), "rho"
+    [nx, ny, nz] (e/Bohr^3), "n_electrons" [], "rho0" for a residual task, and the atoms of
+    :func:`atoms_row`, all float32 except the atoms' numbers and mask.
+    """
+
+    def __init__(self, ds: Dataset, ids: list[str], task: GridTask):
+        if "grid" not in ds.metadata.get("kinds", []):
+            raise DatasetError(f"{ds.path} has no grid fields; generate it with --kind grid")
+        self.ds, self.ids, self.task = ds, list(ids), task
+        self.n_atoms = fingerprints.padded_size(max(ds.read(rid, ["numbers"])["numbers"].size for rid in ids))
+        if "fingerprints" in task.inputs:
+            fingerprints.check_elements(np.concatenate([ds.read(rid, ["numbers"])["numbers"] for rid in ids]))
+        self._fields = [f"grid/{n}" for n in _box_field_names(task)]
+        self._read = sorted(set(self._fields) | {"grid/rho", "grid/origin", "numbers", "positions"}
+                            | ({"grid/rho0"} if task.residual else set()))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rid = self.ids[index]
+        r = self.ds.read(rid, self._read)
+        row = {"rho": r["grid/rho"].astype(np.float32),
+               "n_electrons": np.float32(self.ds.attribute("n_electrons", [rid])[0]),
+               **atoms_row(r["numbers"], r["positions"], r["grid/origin"], self.n_atoms)}
+        if self._fields:
+            row["fields"] = np.stack([r[f].astype(np.float32) for f in self._fields], axis=-1)
+        if self.task.residual:
+            row["rho0"] = r["grid/rho0"].astype(np.float32)
+        return row
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """How the network's input is built from a row: channel statistics and the box (static under jit)."""
+
+    task: GridTask
+    normaliser: Normaliser
+    spacing: float  # Bohr
+    shape: tuple[int, int, int]  # points per axis
+
+
+def assemble_inputs(batch: dict, spec: InputSpec):
+    """Standardised network inputs [batch, nx, ny, nz, c] from rows (``GridSource``), on the device: the
+    stored box fields and the fingerprints drawn from the atoms, in ``spec.task.inputs`` order."""
+    parts, box = [], 0
+    for name in spec.task.inputs:
+        if name == "fingerprints":
+            draw = functools.partial(fingerprints.box_fingerprints, origin=jnp.zeros(3), spacing=spec.spacing,
+                                     shape=spec.shape)
+            parts.append(jax.vmap(draw)(batch["numbers"], batch["positions"], batch["atom_mask"]))
+        else:
+            parts.append(batch["fields"][..., box:box + 1])
+            box += 1
+    x = jnp.concatenate(parts, axis=-1)  # [batch, nx, ny, nz, c]
+    mean, std = (jnp.asarray(v, jnp.float32) for v in (spec.normaliser.mean, spec.normaliser.std))
+    return (x - mean) / std
+
+
+def fit_normaliser(source: GridSource, spec: InputSpec, n_sample: int = 64, seed: int = 0) -> Normaliser:
+    """Per-channel statistics of the raw inputs over a seeded sample of ``n_sample`` training rows (the
+    whole set when smaller), so that the cost does not grow with the dataset."""
+    picks = np.sort(np.random.default_rng(seed).permutation(len(source))[:n_sample])
+    rows = [source[int(i)] for i in picks]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    raw = _jitted_inputs(dataclasses.replace(spec, normaliser=Normaliser.identity(spec.task.in_channels)))(batch)
+    return Normaliser.fit(np.asarray(raw), center=spec.task.center_inputs)
 
 
 def output_density(out, n_electrons, voxel_volume, rho0=None):
@@ -150,25 +219,26 @@ def predict_density(module, params, x, n_electrons, voxel_volume, out_shape: Seq
     return output_density(out, n_electrons, voxel_volume, rho0)
 
 
-def objective(module, voxel_volume: float, residual: bool = False) -> Objective:
-    """NMAE loss and metrics for a grid-density model on boxes of one voxel volume (Bohr^3).
+def objective(module, spec: InputSpec) -> Objective:
+    """NMAE loss and metrics for a grid-density model on rows of :class:`GridSource` (one box shape).
 
     Residual models also report ``rho0_nmae_percent``, the NMAE of the atomic guess they start from.
     """
+    voxel_volume = spec.spacing**3
 
     def init(key, batch):
-        return module.init(key, jnp.asarray(batch["x"][:1]))
+        return module.init(key, assemble_inputs({k: jnp.asarray(v[:1]) for k, v in batch.items()}, spec))
 
     def per_sample(params, batch):
-        out = module.apply(params, batch["x"])  # [batch, nx, ny, nz], before it becomes a density
-        rho0 = batch["rho0"] if residual else None
+        out = module.apply(params, assemble_inputs(batch, spec))  # [batch, nx, ny, nz], before it becomes a density
+        rho0 = batch["rho0"] if spec.task.residual else None
         pred = output_density(out, batch["n_electrons"], voxel_volume, rho0)
         nmae = metrics.nmae_percent(pred, batch["rho"], voxel_volume)
         raw = out if rho0 is None else rho0 + out
         raw_count_error = metrics.electron_count_error(raw, batch["n_electrons"], voxel_volume)
         result = {"loss": nmae / 100.0, "nmae_percent": nmae, "rmse": metrics.rmse(pred, batch["rho"]),
                   "raw_count_error": jnp.abs(raw_count_error)}
-        if residual:
+        if rho0 is not None:
             result["rho0_nmae_percent"] = metrics.nmae_percent(rho0, batch["rho"], voxel_volume)
         return result
 
@@ -176,31 +246,30 @@ def objective(module, voxel_volume: float, residual: bool = False) -> Objective:
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTask, module):
-    """(objective, train arrays, validation arrays or None, card entries) for the training loop."""
-    train = load_arrays(ds, train_ids, task)
-    normaliser = Normaliser.fit(train["x"], center=task.center_inputs)
-    train["x"] = normaliser(train["x"])
-    val = None
-    if val_ids:
-        val = load_arrays(ds, val_ids, task)
-        val["x"] = normaliser(val["x"])
+    """(objective, train source, validation source or None, card entries) for the training loop."""
+    train = GridSource(ds, train_ids, task)
     settings = ds.metadata["settings"]
+    unit = InputSpec(task, Normaliser.identity(task.in_channels), float(settings["spacing"]),
+                     (int(settings["box_shape"]),) * 3)
+    spec = dataclasses.replace(unit, normaliser=fit_normaliser(train, unit))
+    val = GridSource(ds, val_ids, task) if val_ids else None
     card = {"grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"]},
-            "normalisation": dataclasses.asdict(normaliser)}
+            "normalisation": dataclasses.asdict(spec.normaliser)}
     if "fingerprints" in task.inputs:
         card["fingerprints"] = fingerprints.channel_names()
-    return objective(module, settings["spacing"] ** 3, task.residual), train, val, card
+    return objective(module, spec), train, val, card
 
 
 def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
-    """(objective, arrays) to evaluate a trained model on dataset records."""
-    if ds.metadata["settings"]["spacing"] != card["grid"]["spacing"]:
-        raise ValueError(f"{ds.path} has spacing {ds.metadata['settings']['spacing']} Bohr, the model was trained "
-                         f"on {card['grid']['spacing']}: generate with the model's grid")
+    """(objective, source) to evaluate a trained model on dataset records."""
+    settings = ds.metadata["settings"]
+    if settings["spacing"] != card["grid"]["spacing"]:
+        raise ValueError(f"{ds.path} has spacing {settings['spacing']} Bohr, the model was trained on "
+                         f"{card['grid']['spacing']}: generate with the model's grid")
     task = GridTask(**card["task"])
-    arrays = load_arrays(ds, ids, task)
-    arrays["x"] = Normaliser(**card["normalisation"])(arrays["x"])
-    return objective(module, card["grid"]["spacing"] ** 3, task.residual), arrays
+    spec = InputSpec(task, Normaliser(**card["normalisation"]), float(settings["spacing"]),
+                     (int(settings["box_shape"]),) * 3)
+    return objective(module, spec), GridSource(ds, ids, task)
 
 
 def box_for(positions: np.ndarray, card: dict, refine: int = 1, box_shape: int | None = None) -> UniformGrid:
@@ -221,20 +290,37 @@ def fitting_box_shape(positions: np.ndarray, card: dict) -> int:
 
 
 def box_fields(names, molecule, level: reference.Level, grid: UniformGrid) -> dict[str, np.ndarray]:
-    """Raw fields of a molecule on a box: "v_ext" [nx, ny, nz] Hartree (screened ionic potential), "rho0"
-    [nx, ny, nz] electrons/Bohr^3 (atomic guess), "fingerprints" [nx, ny, nz, c_f] 1/Bohr^3."""
+    """Raw stored-kind fields of a molecule on a box: "v_ext" [nx, ny, nz] Hartree (screened ionic
+    potential), "rho0" [nx, ny, nz] electrons/Bohr^3 (atomic guess)."""
     makers = {
         "v_ext": lambda: reference.screened_ionic_potential(molecule, level, grid),
         "rho0": lambda: reference.density_on_box(reference.atomic_guess(molecule, level), grid),
-        "fingerprints": lambda: fingerprints.atomic_fingerprints(molecule.numbers, molecule.positions, grid),
     }
     return {name: makers[name]().astype(np.float32) for name in names}
 
 
+def molecule_row(molecule, level: reference.Level, grid: UniformGrid, task: GridTask) -> dict[str, np.ndarray]:
+    """A batch of one row, as :class:`GridSource` gives, for a new molecule on a box (no reference density)."""
+    fingerprints.check_elements(molecule.numbers) if "fingerprints" in task.inputs else None
+    names = _box_field_names(task)
+    fields = box_fields(set(names) | ({"rho0"} if task.residual else set()), molecule, level, grid)
+    row = {**atoms_row(molecule.numbers, molecule.positions, grid.origin, fingerprints.padded_size(molecule.n_atoms)),
+           "n_electrons": np.float32(reference.level_electrons(molecule, level))}
+    if names:
+        row["fields"] = np.stack([fields[n] for n in names], axis=-1)
+    if task.residual:
+        row["rho0"] = fields["rho0"]
+    return {k: np.asarray(v)[None] for k, v in row.items()}
+
+
+def _grid_spec(card: dict, grid: UniformGrid) -> InputSpec:
+    return InputSpec(GridTask(**card["task"]), Normaliser(**card["normalisation"]), float(grid.spacing), grid.shape)
+
+
 def input_fields(card: dict, molecule, level: reference.Level, grid: UniformGrid) -> np.ndarray:
     """The standardised input fields of a molecule on a box, [1, nx, ny, nz, c]."""
-    names = card["task"]["inputs"]
-    return Normaliser(**card["normalisation"])(stack_inputs(box_fields(names, molecule, level, grid), names)[None])
+    spec = _grid_spec(card, grid)
+    return np.asarray(_jitted_inputs(spec)(molecule_row(molecule, level, grid, spec.task)))
 
 
 def predict(card: dict, module, params, molecule, level: reference.Level, refine: int = 1,
@@ -251,7 +337,6 @@ def predict(card: dict, module, params, molecule, level: reference.Level, refine
     Raises:
       ValueError: an option the model cannot honour.
     """
-    task = GridTask(**card["task"])
     is_fno = isinstance(module, fno.FNO)
     if refine > 1 and not is_fno:
         raise ValueError(f"a {card['kind']} model predicts on its training spacing only (refine must be 1)")
@@ -260,19 +345,20 @@ def predict(card: dict, module, params, molecule, level: reference.Level, refine
     if box_shape is None and not is_fno:
         box_shape = fitting_box_shape(molecule.positions, card)
     grid = box_for(molecule.positions, card, refine, box_shape)
-    fields = box_fields(set(task.inputs) | ({"rho0"} if task.residual else set()), molecule, level, grid)
-    x = Normaliser(**card["normalisation"])(stack_inputs(fields, task.inputs)[None])
-    n_electrons = np.array([reference.level_electrons(molecule, level)], np.float32)
-    rho0 = fields["rho0"][None] if task.residual else None
-    density = _jitted_predict(module)(params, x, n_electrons, grid.voxel_volume, rho0)
+    spec = _grid_spec(card, grid)
+    row = molecule_row(molecule, level, grid, spec.task)
+    x = _jitted_inputs(spec)(row)
+    density = _jitted_predict(module)(params, x, row["n_electrons"], grid.voxel_volume, row.get("rho0"))
     return {"grid": grid, "density": np.asarray(density)[0]}
 
 
-_JIT_CACHE: dict = {}
+@functools.lru_cache(maxsize=32)
+def _jitted_inputs(spec: InputSpec):
+    """``assemble_inputs`` jitted once per input spec (a hashable frozen dataclass)."""
+    return jax.jit(functools.partial(assemble_inputs, spec=spec))
 
 
+@functools.lru_cache(maxsize=32)
 def _jitted_predict(module):
     """``predict_density`` jitted once per module (modules are hashable dataclasses)."""
-    if module not in _JIT_CACHE:
-        _JIT_CACHE[module] = jax.jit(lambda p, x, n, dv, rho0: predict_density(module, p, x, n, dv, rho0=rho0))
-    return _JIT_CACHE[module]
+    return jax.jit(lambda p, x, n, dv, rho0: predict_density(module, p, x, n, dv, rho0=rho0))

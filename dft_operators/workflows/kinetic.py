@@ -1,9 +1,11 @@
 """Kinetic energy functionals on quadrature grids: the workflow of KineticNet, and orbital-free DFT with it.
 
 Data: the ``quadrature`` kind of an all-electron dataset (``quadrature/rho``, ``grad_rho``, ``t_s``,
-``dts_drho`` = mu - v_s on PySCF's grid), ideally under random external potentials so that the densities
-vary beyond the ground states of a few geometries. Records are padded to one point, atom and edge count
-(padding has weight 0), so the loop compiles one shape.
+``dts_drho`` = mu - v_s on PySCF's grid, and the orbital basis as arrays, ``quadrature/basis_*``), ideally
+under random external potentials so that the densities vary beyond the ground states of a few geometries.
+Records are padded to one point, atom and edge count (padding has weight 0), so the loop compiles one shape.
+Training and evaluation read only stored arrays (the basis functions are evaluated by ``gaussians``), never
+PySCF; orbital-free DFT on a new molecule (``solve_ofdft``, ``predict``) builds its integrals with PySCF.
 
 Loss, per record, with the model's T[rho] and the KS labels:
 
@@ -29,9 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators import ofdft, physics, reference, units
+from dft_operators import gaussians, ofdft, physics, reference, units
 from dft_operators.grids import UniformGrid
 from dft_operators.io.dataset import Dataset, DatasetError
+from dft_operators.level import ALL_ELECTRON, Level
 from dft_operators.models import kineticnet
 from dft_operators.molecule import Molecule
 from dft_operators.nn.graph import MolecularGraph, build_graph, graph_sizes
@@ -55,9 +58,10 @@ class KineticTask:
     derivative_weight: float = 1.0  # weight of the derivative term against the energy term
 
 
-def _test_directions(molecule: Molecule, level: reference.Level, points, weights, rho, grad_rho):
-    """f_m = sqrt(rho) q_m and grad f_m at the points, [n, n_dir] and [n, n_dir, 3] (module docstring)."""
-    values, gradients = reference.basis_on_points(molecule, level, points)
+def _test_directions(basis: gaussians.GaussianBasis, positions, points, weights, rho, grad_rho):
+    """f_m = sqrt(rho) q_m and grad f_m at the points, [n, n_dir] and [n, n_dir, 3] (module docstring), with
+    {q_m} the orbital basis (atoms at ``positions``) orthonormalised on the points."""
+    values, gradients = gaussians.values(basis, positions, points, deriv=1)  # [n, n_basis], [n, n_basis, 3]
     overlap = values.T @ (weights[:, None] * values)
     eigenvalues, vectors = np.linalg.eigh(overlap)
     keep = eigenvalues > _OVERLAP_CUTOFF * eigenvalues.max()
@@ -68,13 +72,23 @@ def _test_directions(molecule: Molecule, level: reference.Level, points, weights
     return root[:, None] * q, grad_root[:, None, :] * q[:, :, None] + root[:, None, None] * grad_q
 
 
+_FIELDS = ("points", "weights", "rho", "grad_rho", "t_s", "dts_drho")
+_BASIS_FIELDS = tuple(f"basis_{name}" for name in gaussians.GaussianBasis.FIELDS)
+
+
 def _read(ds: Dataset, rid: str) -> dict:
-    r = ds.record(rid)
-    try:
-        q = {k: r[f"quadrature/{k}"] for k in ("points", "weights", "rho", "grad_rho", "t_s", "dts_drho")}
-    except KeyError:
-        raise DatasetError(f"{ds.path} has no quadrature fields; generate it with --kind quadrature") from None
-    q["molecule"] = Molecule.from_record(r)
+    """The quadrature arrays of a record that training reads, its orbital basis ("basis") and its "molecule"."""
+    if "quadrature" not in ds.metadata.get("kinds", []):
+        raise DatasetError(f"{ds.path} has no quadrature fields; generate it with --kind quadrature")
+    fields = ds.metadata.get("fields", {})
+    if fields and f"quadrature/{_BASIS_FIELDS[0]}" not in fields:
+        raise DatasetError(f"{ds.path} lacks the orbital basis (quadrature/basis_*) that KineticNet reads since "
+                           "training stopped calling PySCF; regenerate it with --kind quadrature")
+    r = ds.read(rid, ["numbers", "positions", *(f"quadrature/{k}" for k in _FIELDS + _BASIS_FIELDS)])
+    q = {k: r[f"quadrature/{k}"] for k in _FIELDS}
+    q["basis"] = gaussians.GaussianBasis.from_arrays(r, "quadrature/basis_")
+    attrs = {name: ds.attribute(name, [rid])[0] for name in ("charge", "spin", "name")}
+    q["molecule"] = Molecule.from_record({**r, **attrs})
     return q
 
 
@@ -96,7 +110,6 @@ def load_arrays(ds: Dataset, ids: list[str], point_cutoff: float, atom_cutoff: f
       "n_electrons" [n], "directions" f_m [n, P, M], "direction_gradients" [n, P, M, 3] and
       "derivative_targets" int f_m (mu - v_s) [n, M] Hartree (M directions; padding directions are 0).
     """
-    level = reference.Level(**ds.metadata["level"])
     records = [_read(ds, rid) for rid in ids]
     sizes = [graph_sizes(r["points"], r["molecule"].positions, point_cutoff, atom_cutoff) for r in records]
     padded = {k: max(s[k] for s in sizes) for k in sizes[0]}
@@ -106,7 +119,7 @@ def load_arrays(ds: Dataset, ids: list[str], point_cutoff: float, atom_cutoff: f
     for r in records:
         mol = r["molecule"]
         graph = build_graph(r["points"], r["weights"], mol.numbers, mol.positions, point_cutoff, atom_cutoff, padded)
-        f, grad_f = _test_directions(mol, level, r["points"], r["weights"], r["rho"], r["grad_rho"])
+        f, grad_f = _test_directions(r["basis"], mol.positions, r["points"], r["weights"], r["rho"], r["grad_rho"])
         rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
                      "rho": _pad_to(r["rho"], n_points), "grad_rho": _pad_to(r["grad_rho"], n_points),
                      "t_s": np.float64(r["t_s"]), "n_electrons": np.float64(mol.n_electrons),
@@ -198,7 +211,7 @@ def kinetic_functional(kinetic, integrals: dict):
     return kineticnet.functional(module, params, graph)
 
 
-def solve_ofdft(molecule: Molecule, kinetic, level: reference.Level = reference.ALL_ELECTRON, grid_level: int = 2,
+def solve_ofdft(molecule: Molecule, kinetic, level: Level = ALL_ELECTRON, grid_level: int = 2,
                 config: ofdft.OFDFTConfig = ofdft.OFDFTConfig()) -> dict:
     """Orbital-free ground state of a molecule from the superposition of atomic densities.
 
@@ -217,7 +230,7 @@ def solve_ofdft(molecule: Molecule, kinetic, level: reference.Level = reference.
     return {**result, "integrals": integrals}
 
 
-def density_at(result: dict, molecule: Molecule, level: reference.Level, points: np.ndarray) -> np.ndarray:
+def density_at(result: dict, molecule: Molecule, level: Level, points: np.ndarray) -> np.ndarray:
     """The orbital-free density of ``solve_ofdft``'s result at points [..., 3] (Bohr), [...] electrons/Bohr^3."""
     points = np.asarray(points, dtype=np.float64)
     values, _ = reference.basis_on_points(molecule, level, points.reshape(-1, 3))
@@ -225,12 +238,12 @@ def density_at(result: dict, molecule: Molecule, level: reference.Level, points:
     return (float(result["integrals"]["n_electrons"]) * psi**2).reshape(points.shape[:-1])
 
 
-def density_on_box(result: dict, molecule: Molecule, level: reference.Level, grid: UniformGrid) -> np.ndarray:
+def density_on_box(result: dict, molecule: Molecule, level: Level, grid: UniformGrid) -> np.ndarray:
     """The orbital-free density of ``solve_ofdft``'s result on a box, [nx, ny, nz] electrons/Bohr^3."""
     return density_at(result, molecule, level, grid.points())
 
 
-def predict(card: dict, module, params, molecule: Molecule, level: reference.Level, refine: int = 1,
+def predict(card: dict, module, params, molecule: Molecule, level: Level, refine: int = 1,
             spacing: float = 0.3) -> dict:
     """Orbital-free density of a molecule with the learned functional, on a box of ``spacing / refine`` Bohr.
 
