@@ -21,7 +21,7 @@ from dft_operators.grids import UniformGrid
 from dft_operators.io import checkpoint, cube
 from dft_operators.io.dataset import Dataset
 from dft_operators.molecule import Molecule
-from dft_operators.training import loop
+from dft_operators.training import loop, sharding
 from dft_operators.training.config import TrainConfig
 from dft_operators.workflows import densnet, grid_density, kinetic
 
@@ -70,13 +70,19 @@ class TrainSetup:
 
 
 def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,
-          progress: bool = True, init_from: str | None = None) -> dict:
-    """Trains (or resumes) a model of ``kind`` on a dataset file; returns the loop's summary.
+          progress: bool = True, init_from: str | None = None, coordinator: str | None = None,
+          num_processes: int | None = None, process_id: int | None = None) -> dict:
+    """Trains (or resumes) a model of ``kind`` on a dataset; returns the loop's summary.
 
-    The validation set holds whole molecules (``held_out`` names, or ``train.val_fraction`` of them).
+    The validation set holds whole molecules (``held_out`` names or SMILES, or ``train.val_fraction`` of
+    them, by canonical SMILES); the card lists both sides' SMILES (``molecules``: {train, val}).
     ``init_from``: a model directory of the same kind and model config whose weights training starts from
     (fine-tuning, or going on with a schedule that has ended), instead of random ones; recorded in the card.
+    ``coordinator`` ("HOST:PORT" of process 0), ``num_processes``, ``process_id``: one process of a
+    multi-process run (``jax.distributed``; gloo collectives on CPUs): every process runs this call with the
+    same arguments but its id, reads its slice of each global batch, and process 0 writes the model.
     """
+    sharding.initialize_distributed(coordinator, num_processes, process_id)
     setup = TrainSetup.resolve(kind, config)
     ds = Dataset(data)
     names, keys = [str(n) for n in ds.attribute("name")], ds.molecule_keys()

@@ -99,7 +99,8 @@ def cmd_train(args) -> dict:
     from dft_operators import api
 
     return api.train(args.kind, args.data, args.out, args.config, until_epoch=args.until_epoch,
-                     progress=not args.quiet, init_from=args.init_from)
+                     progress=not args.quiet, init_from=args.init_from, coordinator=args.coordinator,
+                     num_processes=args.num_processes, process_id=args.process_id)
 
 
 def cmd_models(args) -> dict:
@@ -245,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
     p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")
     p.add_argument("--init-from", help="start from this model's weights (same kind and model config)")
+    p.add_argument("--coordinator", help="HOST:PORT of process 0 of a multi-process run (jax.distributed)")
+    p.add_argument("--num-processes", type=int, help="processes of the multi-process run")
+    p.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes - 1")
 
     p = sub.add_parser("dataset", parents=[common], help="what a dataset holds")
     p.add_argument("data", help="a dataset directory")

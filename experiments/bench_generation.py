@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from dft_operators.io import dataset
 from dft_operators.io.dataset import Dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,12 +31,11 @@ def main():
             "--workers", "2", "--quiet", "--json"]
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts = out + ".parts"
-    while proc.poll() is None and (not os.path.isdir(parts) or len(os.listdir(parts)) < 10):
+    while proc.poll() is None and (not os.path.isdir(out) or len(dataset.pending_records(out)) < 10):
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    kept = len([p for p in os.listdir(parts) if p.endswith(".npz") and not p.endswith(".tmp.npz")])
+    kept = len(dataset.pending_records(out))
     resumed = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     wall = time.perf_counter() - start
     ds = Dataset(out)

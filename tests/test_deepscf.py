@@ -206,3 +206,33 @@ def test_scf_command_line():
     assert {"cycles", "energy", "converged", "seconds"} <= set(result) and result["converged"]
     with pytest.raises(ValueError, match="neither one of minao, atom, huckel nor a model"):
         scf_from_guess(WATER, "no-such-guess")
+
+
+def test_a_crop_sees_the_inputs_of_the_box_it_was_cut_from(tiny_grid_data):
+    ds = Dataset(tiny_grid_data)
+    task = grid_density.DeepSCFTask(crop=12)
+    source = grid_density.GridSource(ds, ds.ids[:1], task)
+    row = source[0]
+    crop = grid_density.random_crop(row, np.random.default_rng(0), 12, 0.5)
+    start = crop["offset"]
+    cube = tuple(slice(a, a + 12) for a in start)
+    np.testing.assert_array_equal(crop["rho"], row["rho"][cube])
+    spec = grid_density.InputSpec(task, grid_density.Normaliser.identity(task.in_channels), 0.5, (20, 20, 20))
+    whole = grid_density.assemble_inputs({k: v[None] for k, v in row.items()}, spec)[0]
+    part = grid_density.assemble_inputs({k: np.asarray(v)[None] for k, v in crop.items()},
+                                        grid_density.InputSpec(task, spec.normaliser, 0.5, (12, 12, 12)))[0]
+    # The fingerprints are drawn from the atoms for the cube's own points: the same values as the box's.
+    np.testing.assert_allclose(part, np.asarray(whole)[cube], atol=1e-6 * float(np.abs(whole).max()))
+    atoms = row["positions"][row["atom_mask"]] / 0.5
+    assert np.any(np.all((atoms >= start) & (atoms < start + 12), axis=1)), "the cube holds an atom"
+
+
+def test_deepscf_trains_on_crops_and_validates_on_whole_boxes(tiny_grid_data, tmp_path):
+    config = {"preset": "tiny", "task": {"crop": 12}, "train": {"epochs": 2, "val_fraction": 0.25}}
+    summary = api.train("deepscf", tiny_grid_data, str(tmp_path / "m"), config, progress=False)
+    assert summary["epochs"] == 2 and "raw_count_error" not in summary["train"]  # crops: no electron count
+    assert "raw_count_error" in summary["val"] and 0 < summary["val"]["nmae_percent"] < 100
+    model = api.load_model(str(tmp_path / "m"))
+    assert model.card["task"]["crop"] == 12
+    density = api.predict(model, molecule.builtin("water"))["density"]  # the whole box again
+    assert density.shape[0] >= 20

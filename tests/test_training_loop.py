@@ -151,3 +151,73 @@ def test_four_host_devices_give_the_same_update_as_one(tmp_path):
     assert [r["devices"] for r in results] == [1, 4]
     for a, b in zip(results[0]["params"], results[1]["params"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+class _CrashAfter:
+    """A record source that fails on its ``reads``-th read, as a killed run would stop mid-epoch."""
+
+    def __init__(self, data, reads):
+        self.data, self.reads = data, reads
+
+    def __len__(self):
+        return len(self.data["x"])
+
+    def __getitem__(self, i):
+        self.reads -= 1
+        if self.reads < 0:
+            raise RuntimeError("simulated kill")
+        return {k: v[i] for k, v in self.data.items()}
+
+
+def test_a_run_stopped_mid_epoch_resumes_on_the_same_batches(tmp_path):
+    config = CONFIG.replace(checkpoint_every_steps=1, checkpoint_every=100)
+    straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
+    fit(_objective(), _data(), None, config, straight, {"kind": "toy"}, progress=False)
+    # 30 records, 4 steps an epoch: the 70th read falls in the third epoch, after its first batch.
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(_objective(), _CrashAfter(_data(), 70), None, config, resumed, {"kind": "toy"}, progress=False)
+    assert checkpoint.state_manager(resumed).latest_step() % 4 != 0, "the saved state is mid-epoch"
+    fit(_objective(), _data(), None, config, resumed, {"kind": "toy"}, progress=False)
+    final = [_last_state(d) for d in (straight, resumed)]  # the end of training (params/ is the best epoch)
+    assert final[0]["step"] == final[1]["step"] == 24
+    for a, b in zip(*(jax.tree_util.tree_leaves(s) for s in final)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _last_state(directory):
+    manager = checkpoint.state_manager(directory)
+    args = checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.StandardRestore(),
+                                         position=checkpoint.ocp.args.JsonRestore())
+    return manager.restore(manager.latest_step(), args=args)["state"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_the_parameters_of_one(tiny_grid_data, tmp_path):
+    from conftest import REPO
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"preset": "tiny", "train": {"epochs": 1, "batch_size": 4}}))
+    common = [sys.executable, "-m", "dft_operators.cli", "train", "fno", "--data", tiny_grid_data, "--config",
+              str(config), "--quiet", "--json"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    one = subprocess.Popen([*common, "--out", str(tmp_path / "one")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    port = _free_port()
+    two = [subprocess.Popen([*common, "--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
+                             "--num-processes", "2", "--process-id", str(i)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    for proc in (one, *two):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    # Only process 0 wrote the log; both runs saw the same global batches.
+    assert len(open(tmp_path / "two" / "log.jsonl").readlines()) == 1
+    a, b = (checkpoint.load_params(str(tmp_path / d)) for d in ("one", "two"))
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import grain.python as grain
@@ -88,6 +89,9 @@ class Pipeline:
         ``jax.process_count()``); arguments let one process simulate another (tests).
       prefetch: batches read ahead in the background (0: read when asked, in the caller's thread).
       read_threads: threads reading batches concurrently.
+      augment: ``augment(record, rng) -> record``, a random transform of each record as it is read (e.g.
+        DeepSCF's crops), with ``rng`` seeded by (seed, epoch, position in the epoch): the same in every
+        process and after a resume.
     Attributes:
       local_batch_size: L = G // P, the rows of every yielded batch.
       steps_per_epoch: ceil(n_records / G), the batches every process yields per epoch.
@@ -95,8 +99,8 @@ class Pipeline:
 
     def __init__(self, source: Source, global_batch_size: int, seed: int, *, shuffle: bool = True,
                  process_index: int | None = None, process_count: int | None = None, prefetch: int = 2,
-                 read_threads: int = 1):
-        self.source = source
+                 read_threads: int = 1, augment: Callable[[dict, np.random.Generator], dict] | None = None):
+        self.source, self.augment = source, augment
         self.num_records = len(source)
         self.global_batch_size = int(global_batch_size)
         self.seed, self.shuffle = int(seed), bool(shuffle)
@@ -134,15 +138,17 @@ class Pipeline:
         order = grain.MapDataset.range(self.num_records)
         if self.shuffle:
             order = order.shuffle(seed=epoch_seed(self.seed, epoch))
-        steps = grain.MapDataset.range(self.steps_per_epoch).map(functools.partial(self._read, order))
+        steps = grain.MapDataset.range(self.steps_per_epoch).map(functools.partial(self._read, epoch, order))
         return steps.to_iter_dataset(self._read_options)
 
-    def _read(self, order: grain.MapDataset, step: int) -> dict[str, np.ndarray]:
+    def _read(self, epoch: int, order: grain.MapDataset, step: int) -> dict[str, np.ndarray]:
         """Reads and stacks one batch: {name: [L, ...]} and "weight" [L] (0 for padding rows)."""
         start = step * self.global_batch_size + self.process_index * self.local_batch_size
         positions = np.arange(start, start + self.local_batch_size)  # [L] positions in the epoch's order
         unique, rows = np.unique(np.minimum(positions, self.num_records - 1), return_inverse=True)
         records = [self.source[int(order[int(i)])] for i in unique]  # padding reads the last record once
+        if self.augment is not None:
+            records = [self.augment(r, np.random.default_rng([self.seed, epoch, int(i)])) for r, i in zip(records, unique)]
         if "weight" in records[0]:
             raise ValueError('records may not carry "weight": the pipeline sets it (1 real row, 0 padding)')
         batch = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}  # [n_unique, ...]

@@ -16,21 +16,22 @@ _LAZY = {
     "density_at_points": "fields", "density_on_box": "fields", "fit_coefficients": "fields",
     "molecular_quadrature": "fields", "quadrature_fields": "fields",
     "STANDARD_GUESSES": "guess", "guess_from_box": "guess", "standard_guess": "guess",
-    "basis_on_points": "ofdft_integrals", "ofdft_integrals": "ofdft_integrals",
+    "basis_on_points": "orbital_free", "ofdft_integrals": "orbital_free",
     "RandomPotential": "potentials", "screened_ionic_potential": "potentials",
     "Density": "scf", "GroundState": "scf", "atomic_guess": "scf", "run_ks": "scf",
     "harmonic_ir": "vibrations", "optimize_geometry": "vibrations", "basis_shells": "level",
 }
-_SUBMODULES = ("density_basis", "fields", "guess", "level", "ofdft_integrals", "potentials", "scf", "vibrations")
+_SUBMODULES = ("density_basis", "fields", "guess", "level", "orbital_free", "potentials", "scf", "vibrations")
+assert not set(_LAZY) & set(_SUBMODULES)  # a submodule's import would rebind the name to the module
 
 
 def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        globals().update({n: getattr(module, n) for n, m in _LAZY.items() if m == _LAZY[name]})
+        return globals()[name]
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -46,6 +46,8 @@ class Objective(NamedTuple):
     init: Callable[[jax.Array, Batch], Any]  # (key, batch) -> params
     per_sample: Callable[[Any, Batch], dict[str, jax.Array]]  # (params, batch) -> {"loss": [batch], ...}
     pretraining: tuple[Stage, ...] = ()  # trained first, in order, each starting from the previous one's weights
+    augment: Callable[[dict, np.random.Generator], dict] | None = None  # random transform of each training
+    # record as it is read (``input_pipeline.Pipeline``); validation records are not transformed
 
 
 class Stage(NamedTuple):
@@ -175,7 +177,8 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
     writer = jax.process_index() == 0
     os.makedirs(out_dir, exist_ok=True)
     mesh = sharding.data_mesh()
-    pipeline = Pipeline(as_source(train_data), global_batch_size(config.batch_size, mesh), config.seed)
+    pipeline = Pipeline(as_source(train_data), global_batch_size(config.batch_size, mesh), config.seed,
+                        augment=objective.augment)
     optimizer = make_optimizer(config, config.epochs * pipeline.steps_per_epoch)
     train_step, eval_step = make_steps(objective, optimizer)
 

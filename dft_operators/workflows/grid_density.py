@@ -46,12 +46,16 @@ class GridTask:
     residual: bool = False  # the network predicts delta rho = rho - rho0 (else rho itself)
     center_inputs: bool = True  # subtract each channel's training mean (False: only scale, so fields that
     # vanish far from the molecule stay zero there, which zero-padded convolutions rely on)
+    crop: int = 0  # train on random cubes of this many points per axis around an atom (residual, local models;
+    # 0, or a box not larger, trains on the whole box); validation and prediction use the whole box
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
         bad = set(self.inputs) - set(INPUT_FIELDS)
         if bad or not self.inputs:
             raise ValueError(f"unknown input field(s) {sorted(bad)}; choose from {INPUT_FIELDS}")
+        if self.crop and not self.residual:
+            raise ValueError("crop needs a residual task: a crop cannot be normalised to the electron count")
 
     @property
     def in_channels(self) -> int:
@@ -66,6 +70,7 @@ class DeepSCFTask(GridTask):
     inputs: tuple[str, ...] = ("rho0", "fingerprints")  # the atomic guess and the fingerprint channels
     residual: bool = True  # predict delta rho = rho - rho0
     center_inputs: bool = False  # zero far from the molecule, as the CNN's zero padding assumes
+    crop: int = 24  # the CNN is local: 24^3 crops cost 0.04 s a step against 0.19 s for a 40^3 box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,30 +224,56 @@ def predict_density(module, params, x, n_electrons, voxel_volume, out_shape: Seq
     return output_density(out, n_electrons, voxel_volume, rho0)
 
 
-def objective(module, spec: InputSpec) -> Objective:
-    """NMAE loss and metrics for a grid-density model on rows of :class:`GridSource` (one box shape).
+def random_crop(row: dict[str, np.ndarray], rng: np.random.Generator, size: int, spacing: float) -> dict:
+    """A cube of ``size`` points per axis cut from a row of :class:`GridSource`, centred on a random atom
+    (jittered by up to a quarter of the cube) and kept inside the box; positions become relative to the
+    cube's first point and ``"offset"`` [3] (int, voxels) says where it was cut."""
+    n = row["rho"].shape[0]
+    atoms = row["positions"][row["atom_mask"]]  # [n_atoms, 3] Bohr from the box origin
+    centre = atoms[rng.integers(len(atoms))] / spacing + rng.uniform(-size / 4, size / 4, 3)
+    start = np.clip(np.round(centre - size / 2), 0, n - size).astype(np.int32)  # [3]
+    cube = tuple(slice(a, a + size) for a in start)
+    out = {**row, **{k: row[k][cube] for k in ("rho", "rho0", "fields") if k in row}}
+    out["positions"] = (row["positions"] - start * spacing).astype(np.float32)
+    out["offset"] = start
+    return out
 
-    Residual models also report ``rho0_nmae_percent``, the NMAE of the atomic guess they start from.
+
+def objective(module, spec: InputSpec) -> Objective:
+    """NMAE loss and metrics for a grid-density model on rows of :class:`GridSource`.
+
+    Whole boxes (of ``spec.shape``) become densities holding N electrons; random crops (rows with an
+    "offset", when ``spec.task.crop`` is set: training only) cannot be normalised, so there the density is
+    max(rho0 + delta rho, 0) and the NMAE is that of the cube. Residual models also report
+    ``rho0_nmae_percent``, the NMAE of the atomic guess they start from.
     """
     voxel_volume = spec.spacing**3
+    crops = 0 < spec.task.crop < spec.shape[0]
+    cropped = dataclasses.replace(spec, shape=(spec.task.crop,) * 3)
 
     def init(key, batch):
-        return module.init(key, assemble_inputs({k: jnp.asarray(v[:1]) for k, v in batch.items()}, spec))
+        one = {k: jnp.asarray(v[:1]) for k, v in batch.items()}
+        return module.init(key, assemble_inputs(one, cropped if "offset" in batch else spec))
 
     def per_sample(params, batch):
-        out = module.apply(params, assemble_inputs(batch, spec))  # [batch, nx, ny, nz], before it becomes a density
+        is_crop = "offset" in batch  # static: crops and boxes are traced apart
+        out = module.apply(params, assemble_inputs(batch, cropped if is_crop else spec))  # [batch, nx, ny, nz]
         rho0 = batch["rho0"] if spec.task.residual else None
-        pred = output_density(out, batch["n_electrons"], voxel_volume, rho0)
+        if is_crop:
+            pred = jnp.maximum(rho0 + out, 0.0)
+        else:
+            pred = output_density(out, batch["n_electrons"], voxel_volume, rho0)
         nmae = metrics.nmae_percent(pred, batch["rho"], voxel_volume)
-        raw = out if rho0 is None else rho0 + out
-        raw_count_error = metrics.electron_count_error(raw, batch["n_electrons"], voxel_volume)
-        result = {"loss": nmae / 100.0, "nmae_percent": nmae, "rmse": metrics.rmse(pred, batch["rho"]),
-                  "raw_count_error": jnp.abs(raw_count_error)}
+        result = {"loss": nmae / 100.0, "nmae_percent": nmae, "rmse": metrics.rmse(pred, batch["rho"])}
+        if not is_crop:
+            raw = out if rho0 is None else rho0 + out
+            result["raw_count_error"] = jnp.abs(metrics.electron_count_error(raw, batch["n_electrons"], voxel_volume))
         if rho0 is not None:
             result["rho0_nmae_percent"] = metrics.nmae_percent(rho0, batch["rho"], voxel_volume)
         return result
 
-    return Objective(init, per_sample)
+    augment = functools.partial(random_crop, size=spec.task.crop, spacing=spec.spacing) if crops else None
+    return Objective(init, per_sample, augment=augment)
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTask, module):

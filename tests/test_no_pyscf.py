@@ -1,0 +1,103 @@
+"""Training and evaluation read what generation stored and never import PySCF (DESIGN: "whatever training needs
+is stored at generation, so training never imports PySCF").
+
+The data are made here, with PySCF; then ``api.train`` and ``api.evaluate`` run in a subprocess in which
+``import pyscf`` (and of every ``pyscf.*`` module) fails, and which reports the PySCF modules it ended up
+with: none. Control: the same subprocess fails when it is made to touch the reference layer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from dft_operators import molecule, reference
+from dft_operators.data.generate import GenerationSettings, generate
+
+# From here on, `import pyscf` and `import pyscf.<anything>` raise ImportError.
+_BLOCK = """
+import sys
+sys.modules["pyscf"] = None
+"""
+# Runs in the subprocess after the block: argv = kind, data, out, config (JSON).
+_CHILD = _BLOCK + """
+import json
+kind, data, out, config = sys.argv[1:]
+from dft_operators import api
+summary = api.train(kind, data, out, json.loads(config), progress=False)
+metrics = api.evaluate(out, data)
+loaded = sorted(m for m, module in sys.modules.items() if m.split(".")[0] == "pyscf" and module is not None)
+print(json.dumps({"epochs": summary["epochs"], "train": summary["train"], "evaluate": metrics,
+                  "pyscf_modules": loaded}, default=float))
+"""
+
+
+# XLA's CPU backend without its expensive optimisations: compiling, not running, is what these tiny runs spend
+# their time on (about a third less here), and what they check does not depend on it.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def train_and_evaluate_without_pyscf(kind: str, data: str, out: str, config: dict, timeout: float = 300) -> dict:
+    """``api.train(kind, data, out, config)`` then ``api.evaluate(out, data)`` in a subprocess where PySCF cannot be
+    imported (reusable for every model kind: give it a small dataset of that kind and a tiny config).
+
+    Returns:
+      {"epochs", "train" (the loop's train metrics), "evaluate" (``api.evaluate``'s dict), "pyscf_modules" (the
+      ``pyscf`` modules loaded in the end: [] unless something got around the block)}.
+    Raises:
+      AssertionError: the subprocess failed (its stderr's end in the message).
+    """
+    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, data, out, json.dumps(config)],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu",
+                               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()})
+    if proc.returncode != 0:
+        raise AssertionError(f"{kind} without PySCF failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+TINY = {"preset": "tiny", "train": {"epochs": 1, "val_fraction": 0.0, "batch_size": 2}}
+
+
+@pytest.fixture(scope="module")
+def kinetic_data(tmp_path_factory):
+    """H2 and HeH+ under random potentials on PySCF's level-0 grid (quadrature kind), one record each."""
+    out = str(tmp_path_factory.mktemp("no_pyscf") / "kinetic")
+    generate([molecule.builtin("h2"), molecule.builtin("heh+")], out,
+             GenerationSettings(kinds=("quadrature",), level=reference.ALL_ELECTRON, grid_level=0, n_conformers=1,
+                                displacement=0.1, random_potential=0.2), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def densnet_data(tmp_path_factory):
+    """Two displaced water molecules (one atom count: one compiled shape): coefficients and forces, all-electron."""
+    out = str(tmp_path_factory.mktemp("no_pyscf") / "densnet")
+    generate([molecule.builtin("water")], out,
+             GenerationSettings(kinds=("coefficients",), level=reference.ALL_ELECTRON, n_conformers=2,
+                                displacement=0.05, forces=True), progress=False)
+    return out
+
+
+def test_kineticnet_trains_and_evaluates_without_pyscf(kinetic_data, tmp_path):
+    result = train_and_evaluate_without_pyscf("kineticnet", kinetic_data, str(tmp_path / "model"), TINY)
+    assert result["pyscf_modules"] == [] and result["epochs"] == 1
+    assert result["evaluate"]["records"] == 2 and result["evaluate"]["derivative_rmse"] > 0
+
+
+def test_densnet_trains_and_evaluates_without_pyscf(densnet_data, tmp_path):
+    result = train_and_evaluate_without_pyscf("densnet", densnet_data, str(tmp_path / "model"), TINY)
+    assert result["pyscf_modules"] == [] and result["epochs"] == 1
+    metrics = result["evaluate"]
+    assert metrics["records"] == 2 and 0 < metrics["nmae_percent"] < 200 and metrics["density_l2"] > 0
+
+
+def test_the_block_is_real():
+    # Control: under the same block, the reference layer's names still resolve lazily, and its PySCF side fails.
+    code = _BLOCK + "from dft_operators import reference\nprint(reference.Level().xc)\nreference.run_ks\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode != 0 and proc.stdout.strip() == "lda,pw"
+    assert "ModuleNotFoundError: import of pyscf halted" in proc.stderr
