@@ -57,7 +57,7 @@ class GaussianBasis:
         return {f"{prefix}{name}": getattr(self, name) for name in self.FIELDS}
 
     def _blocks(self):
-        """(atom, l, exponents [n_prim], coefficients [n_prim, n_ctr]) per shell."""
+        """(atom, l, exponents [n_prim], contractions [n_prim, n_ctr]) per shell."""
         e = c = 0
         for atom, l, n_prim, n_ctr in self.shells:
             yield int(atom), int(l), self.exponents[e:e + n_prim], self.contractions[c:c + n_prim * n_ctr].reshape(
@@ -126,13 +126,18 @@ def solid_harmonics(l: int) -> tuple[np.ndarray, np.ndarray]:
     order = (1, -1, 0) if l == 1 else range(-l, l + 1)
     powers = sorted({key for col in columns.values() for key in col}, reverse=True)
     coefficients = np.array([[columns[m].get(key, 0.0) for m in order] for key in powers]).reshape(len(powers), -1)
-    return np.array(powers, np.int64).reshape(-1, 3), coefficients
+    powers = np.array(powers, np.int64).reshape(-1, 3)
+    powers.setflags(write=False), coefficients.setflags(write=False)  # cached: shared by every caller
+    return powers, coefficients
 
 
 def _monomials(x: np.ndarray, powers: np.ndarray, deriv: int):
     """x^a y^b z^c at displacements x [n, 3] -> [n, n_mono]; with deriv=1 also the gradients [n, n_mono, 3]."""
     lmax = int(powers.max(initial=0))
-    pw = x[:, None, :] ** np.arange(lmax + 1)[None, :, None]  # [n, lmax + 1, 3]: x_i^k
+    pw = np.empty((len(x), lmax + 1, 3))  # [n, lmax + 1, 3]: x_i^k, by products (pow is ~20x slower)
+    pw[:, 0] = 1.0
+    for k in range(1, lmax + 1):
+        pw[:, k] = pw[:, k - 1] * x
     parts = pw[:, powers, np.arange(3)]  # [n, n_mono, 3]: x^a, y^b, z^c
     values = parts.prod(-1)
     if not deriv:
@@ -144,6 +149,28 @@ def _monomials(x: np.ndarray, powers: np.ndarray, deriv: int):
         others = [j for j in range(3) if j != i]
         gradients[..., i] = d * parts[..., others[0]] * parts[..., others[1]]
     return values, gradients
+
+
+def _groups(basis: GaussianBasis) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The shells gathered by (atom, l): (atom, l, exponents [P], block-diagonal contractions [P, C], the columns
+    [C (2l + 1)] of their functions, contraction-major as in PySCF), so that ``values`` runs one exponential and
+    one set of solid harmonics per group rather than per shell."""
+    gathered: dict = {}
+    column = 0
+    for atom, l, alpha, d in basis._blocks():
+        width = d.shape[1] * (2 * l + 1)
+        gathered.setdefault((atom, l), []).append((alpha, d, np.arange(column, column + width)))
+        column += width
+    out = []
+    for (atom, l), shells in gathered.items():
+        alphas = np.concatenate([a for a, _, _ in shells])
+        d = np.zeros((len(alphas), sum(x.shape[1] for _, x, _ in shells)))
+        row = col = 0
+        for a, x, _ in shells:
+            d[row:row + len(a), col:col + x.shape[1]] = x
+            row, col = row + len(a), col + x.shape[1]
+        out.append((atom, l, alphas, d, np.concatenate([c for _, _, c in shells])))
+    return out
 
 
 def values(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, deriv: int = 0):
@@ -160,27 +187,60 @@ def values(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, deriv:
     centres = np.asarray(centres, np.float64)
     out = np.empty((len(points), basis.n_functions))
     grads = np.empty((len(points), basis.n_functions, 3)) if deriv else None
+    groups = _groups(basis)
     for i in range(0, len(points), _BLOCK_POINTS):
         block = slice(i, i + _BLOCK_POINTS)
-        column = 0
-        for atom, l, alpha, d in basis._blocks():
-            x = points[block] - centres[atom]  # [b, 3]
-            r2 = np.einsum("px,px->p", x, x)
-            gauss = np.exp(-np.multiply.outer(r2, alpha))  # [b, n_prim]
-            radial = gauss @ d  # [b, n_ctr]
+        displacements = {}
+        for atom, l, alpha, d, columns in groups:
+            if atom not in displacements:
+                x = points[block] - centres[atom]  # [b, 3]
+                displacements[atom] = (x, np.einsum("px,px->p", x, x))
+            x, r2 = displacements[atom]
+            gauss = np.exp(-np.multiply.outer(r2, alpha))  # [b, P]
+            radial = gauss @ d  # [b, C]
             powers, c2s = solid_harmonics(l)
             mono, mono_grad = _monomials(x, powers, deriv)
             solid = mono @ c2s  # [b, 2l + 1]
-            width = d.shape[1] * (2 * l + 1)
-            out[block, column:column + width] = (radial[:, :, None] * solid[:, None, :]).reshape(len(x), width)
+            width = len(columns)
+            out[block, columns] = (radial[:, :, None] * solid[:, None, :]).reshape(len(x), width)
             if deriv:
-                radial_slope = -2.0 * (gauss * alpha) @ d  # dR/dr^2 * 2, [b, n_ctr]
+                radial_slope = -2.0 * (gauss * alpha) @ d  # dR/dr^2 * 2, [b, C]
                 solid_grad = np.einsum("pmx,ms->psx", mono_grad, c2s)  # [b, 2l + 1, 3]
                 g = (radial[:, :, None, None] * solid_grad[:, None]
                      + radial_slope[:, :, None, None] * solid[:, None, :, None] * x[:, None, None, :])
-                grads[block, column:column + width] = g.reshape(len(x), width, 3)
-            column += width
+                grads[block, columns] = g.reshape(len(x), width, 3)
     return (out, grads) if deriv else out
+
+
+def expand(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """sum_P c_P chi_P(r) at points, without forming the [n, n_functions] values (what a density in the basis
+    costs to evaluate: one small matrix product per (atom, l) group of shells).
+
+    Args:
+      basis, centres, points: as for ``values``; coefficients: [n_functions] or [n_functions, k] (k expansions).
+    Returns:
+      [n] or [n, k].
+    """
+    points = np.asarray(points, np.float64)
+    c = np.asarray(coefficients, np.float64)
+    k = 1 if c.ndim == 1 else c.shape[1]
+    c = c.reshape(basis.n_functions, k)
+    out = np.zeros((len(points), k))
+    groups = _groups(basis)
+    for i in range(0, len(points), _BLOCK_POINTS):
+        block = slice(i, i + _BLOCK_POINTS)
+        displacements = {}
+        for atom, l, alpha, d, columns in groups:
+            if atom not in displacements:
+                x = points[block] - np.asarray(centres, np.float64)[atom]
+                displacements[atom] = (x, np.einsum("px,px->p", x, x))
+            x, r2 = displacements[atom]
+            radial = np.exp(-np.multiply.outer(r2, alpha)) @ d  # [b, C]
+            powers, c2s = solid_harmonics(l)
+            solid = _monomials(x, powers, 0)[0] @ c2s  # [b, 2l + 1]
+            weights = c[columns].reshape(d.shape[1], (2 * l + 1) * k)  # [C, (2l + 1) k], contraction-major
+            out[block] += np.einsum("bmk,bm->bk", (radial @ weights).reshape(len(x), 2 * l + 1, k), solid)
+    return out[:, 0] if np.ndim(coefficients) == 1 else out
 
 
 def integrals(basis: GaussianBasis) -> np.ndarray:

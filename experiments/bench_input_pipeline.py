@@ -77,7 +77,7 @@ def loop_against_bare_step(data: str, out: str, epochs: int = 3) -> dict:
     ds = Dataset(data)
     objective, source, _, _ = api.WORKFLOWS["deepscf"][0].prepare(ds, ds.ids, [], setup.task, module)
     mesh = sharding.data_mesh()
-    pipeline = Pipeline(source, loop.global_batch_size(4, mesh), 0, prefetch=0)
+    pipeline = Pipeline(source, loop.global_batch_size(4, mesh), 0, prefetch=0, augment=objective.augment)
     with pipeline.epoch_batches(0) as batches:
         device_batches = [sharding.global_batch(b, mesh) for b in batches]  # all in memory, on the device
     optimizer = loop.make_optimizer(setup.train_config, 100)
@@ -102,19 +102,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100, help="N: the small dataset (the large one: 10 N)")
     parser.add_argument("--box", type=int, default=40, help="points per box axis")
+    parser.add_argument("--parts", default="memory,overhead", help="which measurements (comma list)")
     args = parser.parse_args()
     work = tempfile.mkdtemp()
-    result = {"date": time.strftime("%Y-%m-%d"), "box": args.box, "cpu_count": os.cpu_count()}
-    for n in (args.records, 10 * args.records):
-        data = os.path.join(work, f"data{n}")
-        make_dataset(data, n, args.box)
-        result[f"epoch_{n}"] = epoch_peak_rss(data, os.path.join(work, f"model{n}"))
-        print(n, result[f"epoch_{n}"], flush=True)
-    small, large = (result[f"epoch_{n}"]["peak_rss_mb"] for n in (args.records, 10 * args.records))
-    result["peak_rss_ratio_10x"] = large / small
-    result.update(loop_against_bare_step(os.path.join(work, f"data{args.records}"), os.path.join(work, "overhead")))
+    path = os.path.join(HERE, "results", "bench_input_pipeline.json")
+    result = json.load(open(path)) if os.path.exists(path) else {}
+    result.update({"date": time.strftime("%Y-%m-%d"), "box": args.box, "cpu_count": os.cpu_count()})
+    data = os.path.join(work, f"data{args.records}")
+    make_dataset(data, args.records, args.box)
+    if "memory" in args.parts:
+        for n in (args.records, 10 * args.records):
+            if n != args.records:
+                make_dataset(os.path.join(work, f"data{n}"), n, args.box)
+            result[f"epoch_{n}"] = epoch_peak_rss(os.path.join(work, f"data{n}"), os.path.join(work, f"model{n}"))
+            print(n, result[f"epoch_{n}"], flush=True)
+        small, large = (result[f"epoch_{n}"]["peak_rss_mb"] for n in (args.records, 10 * args.records))
+        result["peak_rss_ratio_10x"] = large / small
+    if "overhead" in args.parts:
+        result.update(loop_against_bare_step(data, os.path.join(work, "overhead")))
     print(json.dumps(result, indent=1))
-    with open(os.path.join(HERE, "results", "bench_input_pipeline.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(result, f, indent=1)
 
 

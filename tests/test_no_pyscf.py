@@ -3,7 +3,8 @@ is stored at generation, so training never imports PySCF").
 
 The data are made here, with PySCF; then ``api.train`` and ``api.evaluate`` run in a subprocess in which
 ``import pyscf`` (and of every ``pyscf.*`` module) fails, and which reports the PySCF modules it ended up
-with: none. Control: the same subprocess fails when it is made to touch the reference layer.
+with: none (``train_and_evaluate_without_pyscf``, for any model kind). Control: under the same block, the
+reference layer's PySCF side fails. Data made before generation stored what training reads are refused.
 """
 
 import json
@@ -16,6 +17,9 @@ import pytest
 from conftest import REPO
 from dft_operators import molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
+from dft_operators.io import dataset
+from dft_operators.models import create_model, model_config
+from dft_operators.workflows import densnet, kinetic
 
 # From here on, `import pyscf` and `import pyscf.<anything>` raise ImportError.
 _BLOCK = """
@@ -101,3 +105,33 @@ def test_the_block_is_real():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode != 0 and proc.stdout.strip() == "lda,pw"
     assert "ModuleNotFoundError: import of pyscf halted" in proc.stderr
+
+
+def test_data_without_what_training_reads_is_refused(densnet_data, kinetic_data, tmp_path):
+    # A coefficients dataset made before generation stored the basis, free atoms and metrics (what training
+    # would otherwise ask PySCF for) is refused with a way out, as is data of the wrong kind.
+    source = dataset.Dataset(densnet_data)
+    old = str(tmp_path / "old")
+    writer = dataset.ShardWriter(old, {k: source.metadata[k] for k in ("level", "kinds", "settings")})
+    record = source.record(source.ids[0])
+    kept = ("numbers", "positions", "forces", "dipole", "coefficients/c", "coefficients/aux_labels")
+    writer.add({"id": source.ids[0], "arrays": {k: record[k] for k in kept},
+                "attrs": {k: record[k].item() if hasattr(record[k], "item") else record[k]
+                          for k in ("name", "charge", "spin", "energy")}})
+    writer.flush()
+    module = create_model("densnet", model_config("densnet", preset="tiny"))
+    with pytest.raises(dataset.DatasetError, match="regenerate"):
+        densnet.prepare(dataset.Dataset(old), [source.ids[0]], [], densnet.DensityTask(), module)
+    with pytest.raises(dataset.DatasetError, match="coefficients"):
+        densnet.prepare(dataset.Dataset(kinetic_data), dataset.Dataset(kinetic_data).ids, [], densnet.DensityTask(),
+                        module)
+    with pytest.raises(dataset.DatasetError, match="quadrature"):
+        kinetic.load_arrays(source, source.ids, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["fno", "deepscf"])
+def test_grid_models_train_and_evaluate_without_pyscf(kind, tiny_grid_data, tmp_path):
+    config = {**TINY, "task": {"crop": 12}} if kind == "deepscf" else TINY  # DeepSCF's crops too
+    result = train_and_evaluate_without_pyscf(kind, tiny_grid_data, str(tmp_path / "model"), config)
+    assert result["pyscf_modules"] == [] and result["epochs"] == 1
+    assert result["evaluate"]["records"] == 8 and 0 < result["evaluate"]["nmae_percent"] < 200

@@ -92,6 +92,8 @@ def test_gaussian_basis_evaluates_as_pyscf(basis):
     values, gradients = gaussians.values(shells, mol.positions, points, deriv=1)
     np.testing.assert_allclose(values, ao[0], rtol=0, atol=1e-12 * np.abs(ao[0]).max())
     np.testing.assert_allclose(gradients, np.moveaxis(ao[1:4], 0, -1), rtol=0, atol=1e-12 * np.abs(ao[1:4]).max())
+    c = rng.normal(size=(shells.n_functions, 2))  # two expansions at once, without the [n, n_f] values
+    np.testing.assert_allclose(gaussians.expand(shells, mol.positions, points, c), ao[0] @ c, rtol=1e-12, atol=1e-12)
     if basis != "def2-svp":
         np.testing.assert_allclose(gaussians.integrals(shells), fit_coefficients(
             atomic_guess(mol, ALL_ELECTRON), basis)["aux_integrals"], rtol=1e-12, atol=1e-14)

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from dft_operators.data.input_pipeline import ArraySource, Pipeline
 from dft_operators.io import checkpoint
 from dft_operators.training import sharding
 from dft_operators.training.config import TrainConfig
@@ -121,9 +122,10 @@ def test_train_step_compiles_once():
     params = objective.init(jax.random.PRNGKey(0), data)
     state = TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), params, optimizer.init(params))
     state = jax.device_put(state, sharding.replicated(mesh))
-    for start in (0, 8, 4):  # the third batch has other values, same shape: no new trace
-        batch = sharding.shard_batch({k: v[start:start + 8] for k, v in data.items()}, mesh, 8)
-        state, _ = train_step(state, batch)
+    pipeline = Pipeline(ArraySource(data), 6, seed=0)  # 16 records: batches of 6, 6 and 4 + 2 padding rows
+    with pipeline.epoch_batches(0) as batches:
+        for batch in batches:  # the last batch is padded to the same shape: no new trace
+            state, _ = train_step(state, sharding.global_batch(batch, mesh))
     assert train_step._cache_size() == 1
 
 

@@ -87,7 +87,7 @@ def _coefficient_fields(state: reference.GroundState, settings: GenerationSettin
 
 
 # PySCF quadrature level (unpruned) of the grid the coefficients kind stores for evaluation (DenSNet's NMAE).
-COEFFICIENT_GRID_LEVEL = 2
+_COEFFICIENT_GRID_LEVEL = 2
 
 
 def _density_basis_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
@@ -100,7 +100,7 @@ def _density_basis_fields(state: reference.GroundState, settings: GenerationSett
     (``density_basis.free_atom_coefficients``; cached per element), the superposition Delta learning starts
     from; "coefficients/metric_overlap" and "metric_coulomb" [n_aux, n_aux] (float32, as training uses them):
     int chi_P chi_Q dr and (P|1/r12|Q), the two norms of the density loss; "coefficients/points" [n, 3] Bohr,
-    "weights" [n] Bohr^3 (PySCF's unpruned molecular quadrature of ``COEFFICIENT_GRID_LEVEL``) and "rho" [n]
+    "weights" [n] Bohr^3 (PySCF's unpruned molecular quadrature of ``_COEFFICIENT_GRID_LEVEL``) and "rho" [n]
     (the Kohn-Sham density there; float32), where evaluation measures density errors; "grid_level" that level.
     """
     mol, level = state.density.molecule, settings.level
@@ -110,13 +110,13 @@ def _density_basis_fields(state: reference.GroundState, settings: GenerationSett
     c_atoms = np.empty(basis.n_functions)
     for a, z in enumerate(mol.numbers):
         c_atoms[atom_of == a] = density_basis.free_atom_coefficients(int(z), level)
-    points, weights = reference.molecular_quadrature(mol, level, COEFFICIENT_GRID_LEVEL)
+    points, weights = reference.molecular_quadrature(mol, level, _COEFFICIENT_GRID_LEVEL)
     return {**basis.as_arrays("coefficients/aux_"), "coefficients/c_atoms": c_atoms,
             **{f"coefficients/metric_{m}": density_basis.aux_metric(mol, level, m).astype(np.float32)
                for m in density_basis.METRICS},
             "coefficients/points": points.astype(np.float32), "coefficients/weights": weights.astype(np.float32),
             "coefficients/rho": reference.density_at_points(state.density, points).astype(np.float32),
-            "coefficients/grid_level": np.int64(COEFFICIENT_GRID_LEVEL)}
+            "coefficients/grid_level": np.int64(_COEFFICIENT_GRID_LEVEL)}
 
 
 def _quadrature_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
@@ -228,13 +228,13 @@ def generate(molecules: Iterable[Molecule], out: str, settings: GenerationSettin
       DatasetError: ``out`` holds records made with other settings; every record of this call failed.
     """
     start = time.perf_counter()
-    writer = dataset.ShardWriter(out, _metadata(settings), shard_size)
-    done = writer.done_ids()
-    skipped: list[str] = []
-    tasks = (t for t in make_tasks(molecules, settings, skipped) if t.record_id not in done)
-    bar = tqdm(desc="records", unit="rec", disable=not progress, smoothing=0.05)
     computed = failed = retried = 0
-    with executors.make(executor, workers, scheduler) as pool:
+    skipped: list[str] = []
+    with executors.make(executor, workers, scheduler) as pool:  # first, so that a cluster not found writes nothing
+        writer = dataset.ShardWriter(out, _metadata(settings), shard_size)
+        done = writer.done_ids()
+        tasks = (t for t in make_tasks(molecules, settings, skipped) if t.record_id not in done)
+        bar = tqdm(desc="records", unit="rec", disable=not progress, smoothing=0.05)
         results = executors.bounded_map(pool, compute_record, tasks, window or 4 * max(workers, 1),
                                         retry=lambda record: "reason" in record["attrs"])
         for record, tries in results:

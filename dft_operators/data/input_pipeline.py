@@ -16,9 +16,8 @@ process order gives the single-process global batch, whatever P is.
 Padding. Every batch has exactly ``L`` rows, so the jitted step compiles once and every process yields
 ``ceil(n / G)`` batches per epoch, keeping collectives in step. Positions past the end of the epoch (only
 in the last global batch; a process may get no real row at all) repeat the epoch's last record and
-carry ``weight`` 0; real rows carry ``weight`` 1. The batch already holds ``"weight"`` [L] float32, so
-the loop's own padding (``sharding.pad_batch``) has nothing left to add; records must not carry a
-``"weight"`` of their own.
+carry ``weight`` 0; real rows carry ``weight`` 1. The batch holds ``"weight"`` [L] float32, by which the
+loop averages losses and metrics; records must not carry a ``"weight"`` of their own.
 
 Why not Grain's ``IndexSampler(shard_options=ShardByJaxProcess())`` + ``DataLoader``: that shards the
 *dataset* (each process shuffles its own contiguous 1/P of the records and batches locally), so the

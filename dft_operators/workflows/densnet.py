@@ -49,6 +49,7 @@ network that is already trained (density L2 +7 % at 3e-4); the README's results 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import e3nn_jax as e3nn
 import jax
@@ -465,8 +466,8 @@ def density_nmae(card: dict, module, params, molecule: Molecule, grid_level: int
     points, weights = reference.molecular_quadrature(molecule, level, grid_level)
     state = reference.run_ks(molecule, level)
     ks = reference.density_at_points(state.density, points)
-    fit = reference.density_basis.aux_density(molecule, level, reference.fit_coefficients(state.density)["coefficients"],
-                                              points)
+    fitted = reference.fit_coefficients(state.density)["coefficients"]
+    fit = reference.density_basis.aux_density(molecule, level, fitted, points)
     predicted = density_at(card, molecule, properties(card, module, params, molecule)["coefficients"], points)
     atoms = np.stack([card["tables"]["elements"][str(int(z))]["atomic"] for z in molecule.numbers])
     free_atoms = density_at(card, molecule, atoms, points)
@@ -479,10 +480,14 @@ def _nmae(rho, reference_rho, weights) -> float:
     return float(100.0 * weights @ np.abs(rho - reference_rho) / (weights @ reference_rho))
 
 
-# Points at which records_nmae evaluates the auxiliary basis at once (bounds its [points, n_aux] block).
-_NMAE_BLOCK = 16384
 # Molecules whose coefficients records_nmae predicts in one call (padded to one shape: one compilation).
 _PREDICT_BATCH = 8
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _batched_coefficients(module, params, graphs: AtomGraph, basis, baseline, n_electrons):
+    """The density network's coefficients [batch, A, D] of a batch of graphs (leading axis on every field)."""
+    return jax.vmap(lambda g, n: module.apply(params, g, basis, baseline, n)[0])(graphs, n_electrons)
 
 
 def predict_coefficients(card: dict, module, params, molecules: list[Molecule]) -> list[np.ndarray]:
@@ -493,7 +498,6 @@ def predict_coefficients(card: dict, module, params, molecules: list[Molecule]) 
         _model_inputs(card, module, mol)  # checks the elements
     basis, baseline = model_arrays(card["tables"], module.max_atomic_number)
     level = Level(**card["level"])
-    apply = jax.jit(jax.vmap(lambda p, g, n: module.apply(p, g, basis, baseline, n)[0], in_axes=(None, 0, 0)))
     out: list = [None] * len(molecules)
     for n_atoms in sorted({m.n_atoms for m in molecules}):
         group = [i for i, m in enumerate(molecules) if m.n_atoms == n_atoms]
@@ -503,7 +507,7 @@ def predict_coefficients(card: dict, module, params, molecules: list[Molecule]) 
             graphs = [build_atom_graph(molecules[i].numbers, molecules[i].positions) for i in padded]
             electrons = jnp.asarray([level_electrons(molecules[i], level) for i in padded], jnp.float32)
             batch = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *graphs)
-            c = np.asarray(apply(params, batch, electrons), np.float64)
+            c = np.asarray(_batched_coefficients(module, params, batch, basis, baseline, electrons), np.float64)
             for k, i in enumerate(take):
                 out[i] = c[k]
     return out
@@ -514,7 +518,7 @@ def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_l
     """Mean density NMAE (percent) of the model over records, on PySCF's molecular quadrature of each geometry:
     ``evaluate``'s nmae_percent.
 
-    Reads the quadrature (level ``data.generate.COEFFICIENT_GRID_LEVEL``, 2), the Kohn-Sham density on it and
+    Reads the quadrature (level 2, ``data.generate._density_basis_fields``), the Kohn-Sham density on it and
     the auxiliary basis that generation stored, and evaluates the basis with ``gaussians``: no PySCF.
 
     Args:
@@ -541,12 +545,6 @@ def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_l
         basis = gaussians.GaussianBasis.from_arrays(r, "coefficients/aux_")
         predicted_c = to_pyscf_order(card["tables"], mol.numbers, prediction)
         target_c = np.asarray(r["coefficients/c"], np.float64)
-        error = norm = 0.0
-        for i in range(0, len(points), _NMAE_BLOCK):
-            block = slice(i, i + _NMAE_BLOCK)
-            chi = gaussians.values(basis, mol.positions, points[block])  # [b, n_aux]
-            target = ks[block] if against == "ks" else chi @ target_c
-            error += weights[block] @ np.abs(chi @ predicted_c - target)
-            norm += weights[block] @ target
-        errors.append(100.0 * error / norm)
+        predicted, fitted = gaussians.expand(basis, mol.positions, points, np.stack([predicted_c, target_c], 1)).T
+        errors.append(_nmae(predicted, ks if against == "ks" else fitted, weights))
     return float(np.mean(errors))
