@@ -175,7 +175,8 @@ def test_untrained_network_predicts_rho0(tiny_grid_data):
 
 
 def test_training_lowers_the_loss_and_predictions_are_densities(trained, tiny_grid_data):
-    assert trained.card["task"] == {"inputs": ["rho0", "fingerprints"], "residual": True, "center_inputs": False}
+    assert trained.card["task"] == {"inputs": ["rho0", "fingerprints"], "residual": True, "center_inputs": False,
+                                    "crop": 24}  # 24 >= the 20-point box: trained on whole boxes
     assert trained.card["model_config"]["in_channels"] == 1 + fingerprints.n_channels()
     metrics = api.evaluate(trained, tiny_grid_data)
     assert metrics["nmae_percent"] < metrics["rho0_nmae_percent"]
