@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 
 import numpy as np
@@ -234,7 +234,10 @@ def generate(molecules: Iterable[Molecule], out: str, settings: GenerationSettin
         writer = dataset.ShardWriter(out, _metadata(settings), shard_size)
         done = writer.done_ids()
         tasks = (t for t in make_tasks(molecules, settings, skipped) if t.record_id not in done)
-        bar = tqdm(desc="records", unit="rec", disable=not progress, smoothing=0.05)
+        total = None  # known for a list of molecules: then the bar shows the time left
+        if isinstance(molecules, Sequence):
+            total = max(sum(fits_box(m, settings) for m in molecules) * settings.n_conformers - len(done), 0)
+        bar = tqdm(desc="records", unit="rec", total=total, disable=not progress, smoothing=0.05)
         results = executors.bounded_map(pool, compute_record, tasks, window or 4 * max(workers, 1),
                                         retry=lambda record: "reason" in record["attrs"])
         for record, tries in results:

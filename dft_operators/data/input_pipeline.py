@@ -44,7 +44,8 @@ import numpy as np
 
 
 class Source(Protocol):
-    """A random-access record source: ``len(source)`` records, ``source[i]`` one record (no batch axis)."""
+    """A random-access record source: ``len(source)`` records, ``source[i]`` one record (no batch axis): a dict
+    of arrays or of any pytrees of arrays (e.g. a graph dataclass), stacked leaf by leaf into batches."""
 
     def __len__(self) -> int: ...
 
@@ -150,9 +151,9 @@ class Pipeline:
             records = [self.augment(r, np.random.default_rng([self.seed, epoch, int(i)])) for r, i in zip(records, unique)]
         if "weight" in records[0]:
             raise ValueError('records may not carry "weight": the pipeline sets it (1 real row, 0 padding)')
-        batch = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}  # [n_unique, ...]
+        batch = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *records)  # [n_unique, ...] leaves
         if len(unique) < len(positions):
-            batch = {k: v[rows] for k, v in batch.items()}  # [L, ...]
+            batch = jax.tree_util.tree_map(lambda v: v[rows], batch)  # [L, ...]
         batch["weight"] = (positions < self.num_records).astype(np.float32)  # [L]
         return batch
 

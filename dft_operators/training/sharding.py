@@ -46,8 +46,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """One global batch from this process's rows (its slice of the batch, ``[rows / n_processes, ...]``),
-    split over the mesh's devices; with one process, the whole batch."""
+def global_batch(local: dict, mesh: Mesh) -> dict:
+    """One global batch (a pytree of arrays with a leading row axis) from this process's rows (its slice of the
+    batch, ``[rows / n_processes, ...]``), split over the mesh's devices; with one process, the whole batch."""
     sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+    return jax.tree_util.tree_map(lambda v: jax.make_array_from_process_local_data(sharding, np.asarray(v)), local)
