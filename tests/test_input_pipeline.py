@@ -131,8 +131,9 @@ def test_peak_memory_does_not_grow_with_the_dataset():
         tracemalloc.stop()
         assert total == n * (n - 1) / 2  # every record was read
     # Held at once: the batch being stacked (its records and the stack), two read ahead, the one in use.
-    assert max(peaks) < 6 * batch_bytes  # the larger dataset alone is 20 MiB, 80 batches
-    assert peaks[1] < 1.5 * peaks[0]
+    # For both sizes a few batches (how many depends on the threads' timing), never the data: the larger
+    # dataset alone is 20 MiB, 80 batches.
+    assert max(peaks) < 6 * batch_bytes
 
 
 def test_invalid_setups_are_refused():
