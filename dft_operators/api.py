@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import time
-from importlib import resources
 
 import jax
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from dft_operators import models, physics, reference, units
 from dft_operators.data.splits import split_by_molecule
 from dft_operators.grids import UniformGrid
-from dft_operators.io import checkpoint, cube
+from dft_operators.io import cards, checkpoint, cube
 from dft_operators.io.dataset import Dataset
 from dft_operators.molecule import Molecule
 from dft_operators.training import loop, sharding
@@ -141,21 +140,8 @@ class Model:
         return reference.Level(**self.card["level"])
 
 
-def pretrained_dir() -> str:
-    return str(resources.files("dft_operators") / "pretrained")
-
-
-def list_models() -> list[dict]:
-    """The shipped models: [{name, kind, path (the model directory), level: {xc, basis, pseudo}, metrics}]."""
-    root = pretrained_dir()
-    out = []
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        if os.path.exists(os.path.join(root, name, "card.json")):
-            card = checkpoint.load_card(os.path.join(root, name))
-            level = {k: card["level"].get(k) for k in ("xc", "basis", "pseudo")}
-            out.append({"name": name, "kind": card["kind"], "path": os.path.join(root, name), "level": level,
-                        "description": card.get("description", ""), "metrics": card.get("test_metrics", {})})
-    return out
+pretrained_dir = cards.pretrained_dir
+list_models = cards.shipped_models
 
 
 def load_model(model: str) -> Model:

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from dft_operators import errors, units
+from dft_operators import cache, errors, units
 
 COMMANDS = ("reference", "molecules", "generate", "dataset", "train", "models", "predict", "evaluate", "scf",
             "ofdft", "md", "ir", "quickstart")
@@ -104,11 +104,12 @@ def cmd_train(args) -> dict:
 
 
 def cmd_models(args) -> dict:
-    from dft_operators import api
+    from dft_operators.io import cards  # card files only: no JAX, no PySCF, so this answers at once
 
-    models = api.list_models()
+    models = cards.shipped_models()
     for m in models:
-        print(f"{m['name']:24s} {m['kind']:10s} {m['level']}  {m['description']}", file=sys.stderr)
+        level = " / ".join(str(m["level"][k]) for k in ("xc", "basis", "pseudo"))
+        print(f"{m['name']:24s} {m['kind']:10s} {level:34s} {m['description']}", file=sys.stderr)
     return {"models": models}
 
 
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cache.enable_compilation_cache()
     start = time.perf_counter()
     try:
         result = globals()[f"cmd_{args.command}"](args)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,3 +83,23 @@ def test_train_evaluate_predict_through_the_command_line(tiny_grid_data, tmp_pat
     assert {"seconds", "n_electrons", "level"} <= set(predicted)
     grid, values, _ = read_cube(cube)
     assert np.all(values >= 0) and abs(grid.integrate(values) - 8) < 1e-3
+
+
+def test_models_and_help_import_neither_jax_nor_pyscf():
+    code = ("import sys; from dft_operators import cli; cli.main(['models', '--json'])\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('jax', 'pyscf', 'orbax', 'flax') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_second_prediction_on_the_same_box_compiles_nothing(tmp_path):
+    env = {"DFT_OPERATORS_CACHE": str(tmp_path / "cache")}
+    args = ("predict", "v2rho-fno-small", "builtin:water", "--cube", tmp_path / "w.cube", "--json")
+    run_cli(*args, env=env)
+    compiled = sorted(os.listdir(tmp_path / "cache" / "jax"))
+    assert compiled, "the persistent compilation cache is on by default"
+    run_cli(*args, env=env)
+    assert sorted(os.listdir(tmp_path / "cache" / "jax")) == compiled  # nothing new compiled
+    off = run_cli(*args, env={"DFT_OPERATORS_CACHE": str(tmp_path / "off"), "DFT_OPERATORS_COMPILATION_CACHE": "0"})
+    assert off.returncode == 0 and not (tmp_path / "off" / "jax").exists()

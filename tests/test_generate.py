@@ -103,6 +103,10 @@ def test_a_failed_scf_is_retried_once_then_listed_with_its_reason(tmp_path, monk
     assert "simulated failure" in Dataset(str(tmp_path / "d")).failed["0001-never-000"]
     with pytest.raises(DatasetError, match="every record failed"):
         generate([never], str(tmp_path / "e"), settings, progress=False)
+    # A failure is not remembered as done: the next run tries it again, and it leaves the list when it succeeds.
+    monkeypatch.setattr(reference, "run_ks", run_ks)
+    result = generate([molecule.builtin("water"), never], str(tmp_path / "d"), settings, progress=False)
+    assert result["computed"] == 1 and result["records"] == 2 and result["failed"] == 0
 
 
 def test_appending_shards_gives_the_records_of_one_run(tmp_path):

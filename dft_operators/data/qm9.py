@@ -26,6 +26,7 @@ from importlib import metadata, util
 import numpy as np
 
 from dft_operators import units
+from dft_operators.cache import cache_dir
 from dft_operators.molecule import SYMBOLS, Molecule, MoleculeError
 
 FORMAT = 1  # layout of the cached index; bump when the arrays change
@@ -33,14 +34,6 @@ PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 _KEYS = ("format", "version", "index", "smiles", "heavy", "offsets", "numbers", "positions")
 _Z = {s: z for z, s in enumerate(SYMBOLS)}
 _BARE_POINT = re.compile(r"(?<=\d)\.(?=[,\]])")  # "0." is not JSON; a few rows write coordinates so
-
-
-def cache_dir() -> str:
-    """The directory for cached indexes (created by the writer, not here)."""
-    if os.environ.get("DFT_OPERATORS_CACHE"):
-        return os.environ["DFT_OPERATORS_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "dft_operators")
 
 
 def index_path() -> str:

@@ -85,6 +85,11 @@ def load_pending(name: str) -> Record:
     return {"id": os.path.basename(name)[:-4], "arrays": arrays, "attrs": attrs}
 
 
+def _pending_attrs(name: str) -> dict:
+    with np.load(name) as f:  # reads only this member of the .npz
+        return json.loads(str(f["__attrs__"]))
+
+
 def pending_records(path: str) -> dict[str, str]:
     """id -> file of every complete pending record (interrupted ``.tmp`` files are ignored)."""
     folder = os.path.join(path, PENDING)
@@ -144,8 +149,8 @@ class ShardWriter:
             return json.load(f)
 
     def done_ids(self) -> set[str]:
-        """Ids of every record already made: in shards, failed, or pending."""
-        done = set(self.manifest["failed"]) | set(pending_records(self.path))
+        """Ids of every good record already made, in shards or pending (failed ones are tried again)."""
+        done = {rid for rid, name in pending_records(self.path).items() if "reason" not in _pending_attrs(name)}
         for shard in self.manifest["shards"]:
             with h5py.File(os.path.join(self.path, shard["file"]), "r") as f:
                 done |= set(f["records"])
@@ -178,6 +183,8 @@ class ShardWriter:
             manifest["records"] += len(good)
             manifest["molecules"] = sorted(set(manifest["molecules"]) | {_molecule_key(r["attrs"]) for r in good})
         manifest["failed"].update({r["id"]: r["attrs"]["reason"] for r in records if "reason" in r["attrs"]})
+        for record in good:  # a failure of an earlier run that succeeded now
+            manifest["failed"].pop(record["id"], None)
         _atomic_json(os.path.join(self.path, MANIFEST), manifest)
         for name in pending.values():
             os.remove(name)
