@@ -136,7 +136,11 @@ def cmd_scf(args) -> dict:
     from dft_operators import reference, scf_guess
 
     level = _level(args, reference.Level()) if args.xc or args.basis or args.pseudo else None
-    result = scf_guess.scf_from_guess(_molecule(args), args.guess, level)
+    result = scf_guess.scf_from_guess(_molecule(args), args.guess, level, no_scf=args.no_scf)
+    if args.no_scf:
+        print(f"E_Harris = {result['energy_harris']:.8f} Ha, after one diagonalisation E = "
+              f"{result['energy_one_step']:.8f} Ha (no SCF), {result['seconds']:.2f} s", file=sys.stderr)
+        return result
     print(f"E = {result['energy']:.8f} Ha, converged={result['converged']} in {result['cycles']} cycles from the "
           f"{result['guess']} guess, {result['seconds']:.2f} s", file=sys.stderr)
     return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL}
@@ -271,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_level(p)
     p.add_argument("--guess", default="minao",
                    help="minao, atom, huckel, or a grid model (name or directory) whose density starts the SCF")
+    p.add_argument("--no-scf", action="store_true",
+                   help="no SCF: the Harris-Foulkes energy of the model's density and the energy and dipole after "
+                        "one diagonalisation")
 
     p = sub.add_parser("ofdft", parents=[common], help="orbital-free DFT ground state")
     _add_molecule(p)

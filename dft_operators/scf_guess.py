@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 
-from dft_operators import api, reference
+from dft_operators import api, reference, units
 from dft_operators.io.checkpoint import CheckpointError
 from dft_operators.molecule import Molecule
 
 
 def scf_from_guess(molecule: Molecule, guess, level: reference.Level | None = None, conv_tol: float = 1e-9,
-                   max_cycle: int = 100) -> dict:
+                   max_cycle: int = 100, no_scf: bool = False) -> dict:
     """Runs PySCF's Kohn-Sham SCF from a starting guess.
 
     Args:
@@ -25,14 +25,29 @@ def scf_from_guess(molecule: Molecule, guess, level: reference.Level | None = No
       level: the level of theory; default the model's (a model guess) or ``reference.Level()``. A model
         guess needs the level it was trained for.
       conv_tol: SCF energy tolerance in Hartree; max_cycle: most SCF cycles.
+      no_scf: skip the SCF (a model guess only): the energies of the predicted density instead
+        (``reference.harris_from_box``).
     Returns:
       {"cycles": SCF cycles, "energy": Hartree, "converged": bool, "seconds": wall time of guess and SCF,
-       "guess": its name, "guess_seconds": time to make the starting density matrix, "scf_seconds"}.
+       "guess": its name, "guess_seconds": time to make the starting density matrix, "scf_seconds"}; with
+      ``no_scf``: {"energy_harris" (the Harris-Foulkes energy of the predicted density), "energy_one_step"
+      (the Kohn-Sham energy after one diagonalisation), "dipole_debye" (its dipole), "guess", "seconds"}.
     Raises:
       ValueError: an unknown guess, or a model trained at another level.
       reference.SCFError: PySCF cannot run the molecule at the level.
     """
     start = time.perf_counter()
+    if no_scf:
+        if isinstance(guess, str) and guess in reference.STANDARD_GUESSES:
+            raise ValueError(f"no_scf needs a model's density as the guess, not PySCF's {guess!r}")
+        model = _model(guess)
+        if level is not None and level != model.level:
+            raise ValueError(f"model {model.name} was trained at {model.level.as_dict()}, not {level.as_dict()}")
+        prediction = api.predict(model, molecule)
+        result = reference.harris_from_box(molecule, model.level, prediction["grid"], prediction["density"])
+        return {"energy_harris": result["energy_harris"], "energy_one_step": result["energy_one_step"],
+                "dipole_debye": (result["dipole"] * units.DEBYE_PER_AU).tolist(), "guess": model.name,
+                "seconds": time.perf_counter() - start}
     if isinstance(guess, str) and guess in reference.STANDARD_GUESSES:
         level = level or reference.Level()
         name, dm0 = guess, reference.standard_guess(molecule, level, guess)

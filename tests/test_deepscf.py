@@ -237,3 +237,31 @@ def test_deepscf_trains_on_crops_and_validates_on_whole_boxes(tiny_grid_data, tm
     assert model.card["task"]["crop"] == 12
     density = api.predict(model, molecule.builtin("water"))["density"]  # the whole box again
     assert density.shape[0] >= 20
+
+
+def test_harris_energy_is_stationary_at_the_scf_density():
+    # E_Harris[rho_scf + e d] - E_Harris[rho_scf] = O(e^2) (Harris-Foulkes: stationary at self-consistency),
+    # while the density error is O(e). d = rho_atoms - rho_scf, 16 % NMAE for water.
+    level = reference.Level()
+    state = reference.run_ks(WATER, level)
+    grid = UniformGrid.around(WATER.positions, 0.3, 6.0)
+    rho = reference.density_on_box(state.density, grid)
+    d = reference.density_on_box(reference.atomic_guess(WATER, level), grid) - rho
+    energies = [reference.harris_from_box(WATER, level, grid, rho + e * d) for e in (0.0, 0.05, 0.1)]
+    harris = np.array([r["energy_harris"] for r in energies])
+    assert abs(harris[0] - state.energy) < 1e-3  # the box's discretisation of the exact density: 0.6 mHa
+    assert abs(energies[0]["energy_one_step"] - state.energy) < 5e-5  # one step from the exact Fock matrix
+    ratio = (harris[2] - harris[0]) / (harris[1] - harris[0])
+    assert 3.0 < ratio < 5.0, f"not quadratic in the density error: ratio {ratio}"  # 4 for e^2
+    np.testing.assert_allclose(energies[0]["dipole"], state.dipole, atol=2e-3)
+
+
+def test_scf_no_scf_command_line(trained):
+    result = json.loads(run_cli("scf", "builtin:water", "--guess", trained.directory, "--no-scf",
+                                "--json").stdout.splitlines()[-1])
+    assert {"energy_harris", "energy_one_step", "dipole_debye", "seconds"} <= set(result)
+    scf = scf_from_guess(WATER, "minao")
+    assert abs(result["energy_harris"] - scf["energy"]) < 0.5  # a tiny model's density: within 0.5 Ha
+    assert result["energy_one_step"] >= scf["energy"] - 1e-6  # one diagonalisation: above the SCF minimum
+    proc = run_cli("scf", "builtin:water", "--guess", "minao", "--no-scf", check=False)
+    assert proc.returncode == 2 and "needs a model's density" in proc.stderr

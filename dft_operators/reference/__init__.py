@@ -15,7 +15,7 @@ from dft_operators.level import ALL_ELECTRON, Level, SCFError, level_electrons
 _LAZY = {
     "density_at_points": "fields", "density_on_box": "fields", "fit_coefficients": "fields",
     "molecular_quadrature": "fields", "quadrature_fields": "fields",
-    "STANDARD_GUESSES": "guess", "guess_from_box": "guess", "standard_guess": "guess",
+    "STANDARD_GUESSES": "guess", "guess_from_box": "guess", "harris_from_box": "guess", "standard_guess": "guess",
     "basis_on_points": "orbital_free", "ofdft_integrals": "orbital_free",
     "RandomPotential": "potentials", "screened_ionic_potential": "potentials",
     "Density": "scf", "GroundState": "scf", "atomic_guess": "scf", "run_ks": "scf",

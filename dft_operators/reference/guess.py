@@ -89,20 +89,23 @@ def _interpolate(field: np.ndarray, grid: UniformGrid, points: np.ndarray) -> np
     return scipy.ndimage.map_coordinates(field, index, order=3, mode="constant", cval=0.0)
 
 
-def _potential_matrix(mf, xc: str, points: np.ndarray, weights: np.ndarray, dm_atoms: np.ndarray,
-                      grid: UniformGrid, delta: np.ndarray, v_delta: np.ndarray) -> np.ndarray:
-    """V_mn = int (v_xc[rho] + v_delta) phi_m phi_n (+ GGA terms) with rho = rho_atoms + delta, [nao, nao].
+def _potential_matrices(mf, xc: str, points: np.ndarray, weights: np.ndarray, dm_atoms: np.ndarray,
+                        grid: UniformGrid, delta: np.ndarray, v_delta: np.ndarray) -> dict:
+    """The one-electron matrices of the box density rho = rho_atoms + delta, by quadrature in blocks of points.
 
-    GGA: V_mn += int de/d(grad rho) . grad(phi_m phi_n). Evaluated in blocks of quadrature points.
+    Returns {"xc": int v_xc[rho] phi_m phi_n (+ GGA: de/d(grad rho) . grad(phi_m phi_n)), "delta": int v_delta
+    phi_m phi_n (both [nao, nao]), "exc": E_xc[rho] (Hartree), "rho_vxc": the double-counting term
+    int rho v_xc (+ GGA: int de/d(grad rho) . grad rho), Hartree}.
     """
     mol, ni = mf.mol, dft.numint.NumInt()
     xctype = dft.libxc.xc_type(xc)
     gga = xctype == "GGA"
     delta_gradient = np.gradient(delta, grid.spacing) if gga else []  # central differences, 3 x [nx, ny, nz]
-    matrix = np.zeros((mol.nao, mol.nao))
+    halves = {"xc": np.zeros((mol.nao, mol.nao)), "delta": np.zeros((mol.nao, mol.nao))}
+    exc = rho_vxc = 0.0
     step = max(1, _BLOCK_VALUES // (4 * mol.nao))
     for i in range(0, len(points), step):
-        block = points[i:i + step]
+        block, w = points[i:i + step], weights[i:i + step]
         ao = dft.numint.eval_ao(mol, block, deriv=int(gga)).reshape(4 if gga else 1, len(block), mol.nao)
         rho = dft.numint.eval_rho(mol, ao if gga else ao[0], dm_atoms, xctype="GGA" if gga else "LDA", hermi=1)
         rho = rho.reshape(-1, len(block))  # [1 or 4, b]
@@ -112,12 +115,50 @@ def _potential_matrix(mf, xc: str, points: np.ndarray, weights: np.ndarray, dm_a
         rho[0] = np.maximum(rho[0], 0.0)
         v = np.zeros_like(rho)
         if xctype != "HF":
-            v += ni.eval_xc_eff(xc, rho if gga else rho[0], deriv=1, xctype=xctype)[1].reshape(v.shape)
-        v[0] += _interpolate(v_delta, grid, block)
-        v *= weights[i:i + step]
-        half = 0.5 * v[0][:, None] * ao[0] + sum(v[k][:, None] * ao[k] for k in range(1, len(v)))  # [b, nao]
-        matrix += ao[0].T @ half
-    return matrix + matrix.T
+            e, vxc = ni.eval_xc_eff(xc, rho if gga else rho[0], deriv=1, xctype=xctype)[:2]
+            v += vxc.reshape(v.shape)
+            exc += float(np.sum(w * rho[0] * e))
+            rho_vxc += float(np.sum(w * (v * rho).sum(0)))
+        for name, field in (("xc", v * w), ("delta", None)):
+            if field is None:  # the delta potential, a density-like (LDA) term
+                field = np.zeros_like(v)
+                field[0] = _interpolate(v_delta, grid, block) * w
+            half = 0.5 * field[0][:, None] * ao[0] + sum(field[k][:, None] * ao[k] for k in range(1, len(field)))
+            halves[name] += ao[0].T @ half  # [nao, nao]
+    return {"xc": halves["xc"] + halves["xc"].T, "delta": halves["delta"] + halves["delta"].T, "exc": exc,
+            "rho_vxc": rho_vxc}
+
+
+def _box_fock(molecule: Molecule, level: Level, grid: UniformGrid, density: np.ndarray, grid_level: int):
+    """(PySCF KS object, Fock matrix of the box density, its parts) for ``guess_from_box`` and ``harris_from_box``."""
+    density = np.asarray(density, dtype=np.float64)
+    if density.shape != grid.shape:
+        raise SCFError(f"{molecule.name}: density of shape {density.shape} on a box of shape {grid.shape}")
+    if dft.libxc.xc_type(level.xc) not in ("LDA", "GGA", "HF"):
+        raise SCFError(f"{molecule.name}: a guess from a density needs an LDA or GGA functional, {level.xc!r} "
+                       f"is {dft.libxc.xc_type(level.xc)}")
+    mf = _scf_object(molecule, level)
+    quadrature = dft.gen_grid.Grids(mf.mol)
+    quadrature.level = grid_level
+    quadrature.build(with_non0tab=False)
+    atoms = atomic_guess(molecule, level)
+    delta = density - density_on_box(atoms, grid)  # [nx, ny, nz]
+    v_delta = free_space_hartree(delta, grid.spacing)
+    parts = _potential_matrices(mf, level.xc, np.asarray(quadrature.coords), np.asarray(quadrature.weights),
+                                atoms.dm, grid, delta, v_delta)
+    parts.update(dm_atoms=atoms.dm, j_atoms=mf.get_j(dm=atoms.dm), delta_v_delta=float(np.sum(delta * v_delta))
+                 * grid.voxel_volume)
+    fock = mf.get_hcore() + parts["j_atoms"] + parts["xc"] + parts["delta"]
+    return mf, fock, parts
+
+
+def _diagonalise(mf, molecule: Molecule, fock: np.ndarray):
+    """(orbital energies, occupations, density matrix) of one Kohn-Sham step with ``fock`` (aufbau)."""
+    if molecule.spin:
+        fock = np.stack([fock, fock])
+    mo_energy, mo_coeff = mf.eig(fock, mf.get_ovlp())
+    occupation = mf.get_occ(mo_energy, mo_coeff)
+    return np.asarray(mo_energy), np.asarray(occupation), np.asarray(mf.make_rdm1(mo_coeff, occupation))
 
 
 def guess_from_box(molecule: Molecule, level: Level, grid: UniformGrid, density: np.ndarray,
@@ -135,22 +176,31 @@ def guess_from_box(molecule: Molecule, level: Level, grid: UniformGrid, density:
     Raises:
       SCFError: the functional is not LDA or GGA, or the density does not have the box's shape.
     """
-    density = np.asarray(density, dtype=np.float64)
-    if density.shape != grid.shape:
-        raise SCFError(f"{molecule.name}: density of shape {density.shape} on a box of shape {grid.shape}")
-    if dft.libxc.xc_type(level.xc) not in ("LDA", "GGA", "HF"):
-        raise SCFError(f"{molecule.name}: a guess from a density needs an LDA or GGA functional, {level.xc!r} "
-                       f"is {dft.libxc.xc_type(level.xc)}")
-    mf = _scf_object(molecule, level)
-    quadrature = dft.gen_grid.Grids(mf.mol)
-    quadrature.level = grid_level
-    quadrature.build(with_non0tab=False)
-    atoms = atomic_guess(molecule, level)
-    delta = density - density_on_box(atoms, grid)  # [nx, ny, nz]
-    fock = mf.get_hcore() + mf.get_j(dm=atoms.dm) + _potential_matrix(
-        mf, level.xc, np.asarray(quadrature.coords), np.asarray(quadrature.weights), atoms.dm, grid, delta,
-        free_space_hartree(delta, grid.spacing))
-    if molecule.spin:
-        fock = np.stack([fock, fock])
-    mo_energy, mo_coeff = mf.eig(fock, mf.get_ovlp())
-    return np.asarray(mf.make_rdm1(mo_coeff, mf.get_occ(mo_energy, mo_coeff)))
+    mf, fock, _ = _box_fock(molecule, level, grid, density, grid_level)
+    return _diagonalise(mf, molecule, fock)[2]
+
+
+def harris_from_box(molecule: Molecule, level: Level, grid: UniformGrid, density: np.ndarray,
+                    grid_level: int = 3) -> dict:
+    """Energies of a density on a box without an SCF: the Harris-Foulkes functional and one Kohn-Sham step.
+
+    With eps_i the orbital energies of the Fock matrix F[rho_in] of the box density (module docstring) and
+    f_i their occupations,
+
+      E_Harris[rho_in] = sum_i f_i eps_i - 1/2 int rho_in v_H[rho_in] - int rho_in v_xc[rho_in] + E_xc[rho_in] + E_nn,
+
+    stationary at the self-consistent density, so its error is second order in the density's. The Hartree
+    double counting splits as rho_in = rho_atoms + delta: Tr[D_atoms J[D_atoms]] + 2 Tr[D_atoms V_delta] +
+    int delta v_delta (the last on the box).
+
+    Returns:
+      {"energy_harris": Hartree, "energy_one_step": the Kohn-Sham energy of the density matrix after one
+       diagonalisation (Hartree), "dipole": its dipole moment [3] (a.u.), "dm": that density matrix}.
+    """
+    mf, fock, parts = _box_fock(molecule, level, grid, density, grid_level)
+    mo_energy, occupation, dm = _diagonalise(mf, molecule, fock)
+    hartree = 0.5 * (np.sum(parts["dm_atoms"] * parts["j_atoms"]) + 2 * np.sum(parts["dm_atoms"] * parts["delta"])
+                     + parts["delta_v_delta"])
+    harris = float(np.sum(occupation * mo_energy) - hartree - parts["rho_vxc"] + parts["exc"] + mf.energy_nuc())
+    return {"energy_harris": harris, "energy_one_step": float(mf.energy_tot(dm=dm)),
+            "dipole": np.asarray(mf.dip_moment(dm=dm, unit="AU", verbose=0)), "dm": dm}
