@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 
 import jax
@@ -166,20 +167,35 @@ def _as_model(model: Model | str) -> Model:
     return model if isinstance(model, Model) else load_model(model)
 
 
-def predict(model: Model | str, molecule: Molecule, cube_path: str | None = None, **options) -> dict:
-    """Predicts the density of a molecule (options such as ``refine=2`` go to the workflow), optionally to a cube.
+def predict(model: Model | str, molecule: Molecule | list[Molecule], cube_path: str | None = None,
+            cube_dir: str | None = None, **options) -> dict | list[dict]:
+    """Predicts the density of a molecule, or of each of a list (options such as ``refine=2`` go to the
+    workflow), optionally written as cube files: ``cube_path`` for one molecule, ``<cube_dir>/<name>.cube``
+    for a list. The model is loaded once and each box shape compiles once (later molecules on the same shape
+    only run).
 
-    Returns {"seconds", "n_electrons", "level", "grid": UniformGrid, "density": [nx, ny, nz]} and the
-    workflow's other outputs.
+    Returns {"seconds", "n_electrons", "level", "grid": UniformGrid, "density": [nx, ny, nz], "cube"} and the
+    workflow's other outputs; a list of those for a list.
     """
     model = _as_model(model)
+    if isinstance(molecule, (list, tuple)):
+        if cube_dir:
+            os.makedirs(cube_dir, exist_ok=True)
+        return [predict(model, m, os.path.join(cube_dir, f"{_file_name(m.name)}.cube") if cube_dir else None,
+                        **options) for m in molecule]
     start = time.perf_counter()
     out = WORKFLOWS[model.kind][0].predict(model.card, model.module, model.params, molecule, model.level, **options)
     out["seconds"] = time.perf_counter() - start
     if cube_path:
         cube.write_cube(cube_path, out["grid"], out["density"], molecule,
                         comment=f"{model.kind} {model.name} density (e/Bohr^3)")
-    return {**out, "n_electrons": float(out["grid"].integrate(out["density"])), "level": model.card["level"]}
+    return {**out, "n_electrons": float(out["grid"].integrate(out["density"])), "level": model.card["level"],
+            "cube": cube_path}
+
+
+def _file_name(name: str) -> str:
+    """A molecule's name made safe as a file name (a SMILES may hold '/', '\\', '#', ...)."""
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name)
 
 
 def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dict:

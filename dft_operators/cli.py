@@ -113,17 +113,41 @@ def cmd_models(args) -> dict:
     return {"models": models}
 
 
-def cmd_predict(args) -> dict:
-    from dft_operators import api
-
-    result = api.predict(args.model, _molecule(args), args.cube, refine=args.refine)
-    print(f"wrote {args.cube}: {result['n_electrons']:.4f} electrons on a {result['grid'].shape} box "
-          f"in {result['seconds']:.3f} s", file=sys.stderr)
+def _prediction_json(result: dict, name: str) -> dict:
     extras = {k: result[k] for k in ("energy_hartree", "dipole_debye") if k in result}
     if "forces" in result:
         extras["forces_hartree_per_bohr"] = result["forces"].tolist()
-    return {"seconds": result["seconds"], "n_electrons": result["n_electrons"], "level": result["level"],
-            "cube": args.cube, "shape": list(result["grid"].shape), "spacing": result["grid"].spacing, **extras}
+    return {"molecule": name, "seconds": result["seconds"], "n_electrons": result["n_electrons"],
+            "level": result["level"], "cube": result["cube"], "shape": list(result["grid"].shape),
+            "spacing": result["grid"].spacing, **extras}
+
+
+def cmd_predict(args) -> dict:
+    from dft_operators import api
+    from dft_operators.molecule import parse_molecule
+
+    start = time.perf_counter()
+    molecules = [parse_molecule(m, charge=args.charge, spin=args.spin) for m in args.molecule]
+    molecules += _molecule_list(args.molecules) if args.molecules else []
+    if not molecules:
+        raise ValueError("give a molecule (or several, or --molecules SPEC)")
+    if len(molecules) > 1 and not args.cube_dir:
+        raise ValueError(f"{len(molecules)} molecules: give --cube-dir DIR (one cube file each), not --cube")
+    if len(molecules) == 1 and not (args.cube or args.cube_dir):
+        raise ValueError("give --cube FILE (or --cube-dir DIR)")
+    model = api.load_model(args.model)
+    load_seconds = time.perf_counter() - start
+    results = api.predict(model, molecules if args.cube_dir else molecules[0], args.cube, args.cube_dir,
+                          refine=args.refine)
+    records = [_prediction_json(r, m.name) for r, m in zip(results if args.cube_dir else [results], molecules)]
+    for r in records:
+        print(f"wrote {r['cube']}: {r['n_electrons']:.4f} electrons on a {r['shape']} box in {r['seconds']:.3f} s",
+              file=sys.stderr)
+    timings = {"model_load": load_seconds, "predict": sum(r["seconds"] for r in records)}
+    if len(records) == 1:
+        return {**records[0], "timings": timings}
+    return {"results": records, "timings": timings, "seconds": time.perf_counter() - start,
+            "level": records[0]["level"]}
 
 
 def cmd_evaluate(args) -> dict:
@@ -260,10 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", parents=[common], help="list shipped models")
 
-    p = sub.add_parser("predict", parents=[common], help="predict a density to a cube file")
+    p = sub.add_parser("predict", parents=[common], help="predict densities to cube files (one or many molecules)")
     p.add_argument("model", help="a shipped model's name or a model directory")
-    _add_molecule(p)
-    p.add_argument("--cube", required=True, help="output cube file")
+    p.add_argument("molecule", nargs="*", help=".xyz files (Angstrom), smiles:<SMILES> or builtin:<name>")
+    p.add_argument("--molecules", nargs="+", metavar="SPEC", help="more molecules: " + SPEC_HELP)
+    p.add_argument("--charge", type=int, default=0, help="total charge")
+    p.add_argument("--spin", type=int, default=0, help="2S, unpaired electrons (PySCF's convention)")
+    cubes = p.add_mutually_exclusive_group()
+    cubes.add_argument("--cube", help="output cube file (one molecule)")
+    cubes.add_argument("--cube-dir", help="output folder: <molecule name>.cube for each molecule")
     p.add_argument("--refine", type=int, default=1, help="evaluate on a grid this many times finer")
 
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a model on a dataset")

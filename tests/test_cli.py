@@ -103,3 +103,17 @@ def test_a_second_prediction_on_the_same_box_compiles_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path / "cache" / "jax")) == compiled  # nothing new compiled
     off = run_cli(*args, env={"DFT_OPERATORS_CACHE": str(tmp_path / "off"), "DFT_OPERATORS_COMPILATION_CACHE": "0"})
     assert off.returncode == 0 and not (tmp_path / "off" / "jax").exists()
+
+
+def test_batched_predict_writes_one_cube_and_one_record_per_molecule(tmp_path):
+    result = _json(run_cli("predict", "v2rho-fno-small", "builtin:water", "smiles:C/C=C/C", "--cube-dir",
+                           tmp_path / "cubes", "--json"))
+    assert [r["molecule"] for r in result["results"]] == ["water", "C/C=C/C"]
+    assert {"model_load", "predict"} <= set(result["timings"])
+    for record, electrons in zip(result["results"], (8, 24)):  # valence electrons: 6 + 2; 4 C x 4 + 8 H
+        grid, values, _ = read_cube(record["cube"])
+        assert os.path.dirname(record["cube"]) == str(tmp_path / "cubes")
+        assert abs(grid.integrate(values) - electrons) < 1e-3
+    proc = run_cli("predict", "v2rho-fno-small", "builtin:water", "builtin:methane", "--cube", tmp_path / "x.cube",
+                   check=False)
+    assert proc.returncode == 2 and "--cube-dir" in proc.stderr
