@@ -157,10 +157,14 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_scf(args) -> dict:
+    start = time.perf_counter()
     from dft_operators import reference, scf_guess
 
     level = _level(args, reference.Level()) if args.xc or args.basis or args.pseudo else None
-    result = scf_guess.scf_from_guess(_molecule(args), args.guess, level, no_scf=args.no_scf)
+    molecule = _molecule(args)
+    imports = time.perf_counter() - start  # the libraries (JAX, PySCF) and the molecule
+    result = scf_guess.scf_from_guess(molecule, args.guess, level, no_scf=args.no_scf)
+    result["timings"] = {"import": imports, **result["timings"]}
     if args.no_scf:
         print(f"E_Harris = {result['energy_harris']:.8f} Ha, after one diagonalisation E = "
               f"{result['energy_one_step']:.8f} Ha (no SCF), {result['seconds']:.2f} s", file=sys.stderr)

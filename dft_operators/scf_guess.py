@@ -29,40 +29,60 @@ def scf_from_guess(molecule: Molecule, guess, level: reference.Level | None = No
         (``reference.harris_from_box``).
     Returns:
       {"cycles": SCF cycles, "energy": Hartree, "converged": bool, "seconds": wall time of guess and SCF,
-       "guess": its name, "guess_seconds": time to make the starting density matrix, "scf_seconds"}; with
-      ``no_scf``: {"energy_harris" (the Harris-Foulkes energy of the predicted density), "energy_one_step"
-      (the Kohn-Sham energy after one diagonalisation), "dipole_debye" (its dipole), "guess", "seconds"}.
+       "guess": its name, "guess_seconds": time to make the starting density matrix, "scf_seconds",
+       "timings": seconds of each step: model_load, inference (with any compilation), guess_conversion, scf};
+      with ``no_scf``: {"energy_harris" (the Harris-Foulkes energy of the predicted density), "energy_one_step"
+      (the Kohn-Sham energy after one diagonalisation), "dipole_debye" (its dipole), "guess", "seconds",
+      "timings"}.
     Raises:
       ValueError: an unknown guess, or a model trained at another level.
       reference.SCFError: PySCF cannot run the molecule at the level.
     """
-    start = time.perf_counter()
-    if no_scf:
-        if isinstance(guess, str) and guess in reference.STANDARD_GUESSES:
-            raise ValueError(f"no_scf needs a model's density as the guess, not PySCF's {guess!r}")
-        model = _model(guess)
-        if level is not None and level != model.level:
-            raise ValueError(f"model {model.name} was trained at {model.level.as_dict()}, not {level.as_dict()}")
-        prediction = api.predict(model, molecule)
-        result = reference.harris_from_box(molecule, model.level, prediction["grid"], prediction["density"])
-        return {"energy_harris": result["energy_harris"], "energy_one_step": result["energy_one_step"],
-                "dipole_debye": (result["dipole"] * units.DEBYE_PER_AU).tolist(), "guess": model.name,
-                "seconds": time.perf_counter() - start}
+    clock = _Clock()
     if isinstance(guess, str) and guess in reference.STANDARD_GUESSES:
+        if no_scf:
+            raise ValueError(f"no_scf needs a model's density as the guess, not PySCF's {guess!r}")
         level = level or reference.Level()
         name, dm0 = guess, reference.standard_guess(molecule, level, guess)
+        clock.lap("guess_conversion")
     else:
         model = _model(guess)
         if level is not None and level != model.level:
             raise ValueError(f"model {model.name} was trained at {model.level.as_dict()}, not {level.as_dict()}")
-        level = model.level
-        prediction = api.predict(model, molecule)
-        name, dm0 = model.name, reference.guess_from_box(molecule, level, prediction["grid"], prediction["density"])
-    guess_seconds = time.perf_counter() - start
+        level, name = model.level, model.name
+        clock.lap("model_load")
+        prediction = api.predict(model, molecule)  # the first call on a box shape compiles (or reads JAX's cache)
+        clock.lap("inference")
+        if no_scf:
+            result = reference.harris_from_box(molecule, level, prediction["grid"], prediction["density"])
+            clock.lap("harris_and_one_step")
+            return {"energy_harris": result["energy_harris"], "energy_one_step": result["energy_one_step"],
+                    "dipole_debye": (result["dipole"] * units.DEBYE_PER_AU).tolist(), "guess": name,
+                    "seconds": clock.total(), "timings": clock.laps}
+        dm0 = reference.guess_from_box(molecule, level, prediction["grid"], prediction["density"])
+        clock.lap("guess_conversion")
+    guess_seconds = clock.total()
     state = reference.run_ks(molecule, level, dm0=dm0, conv_tol=conv_tol, max_cycle=max_cycle)
+    clock.lap("scf")
     return {"cycles": state.cycles, "energy": state.energy, "converged": state.converged,
-            "seconds": time.perf_counter() - start, "guess": name, "guess_seconds": guess_seconds,
-            "scf_seconds": state.seconds}
+            "seconds": clock.total(), "guess": name, "guess_seconds": guess_seconds,
+            "scf_seconds": state.seconds, "timings": clock.laps}
+
+
+class _Clock:
+    """Wall time of consecutive steps: ``lap(name)`` records the time since the last lap, in seconds."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _model(guess) -> api.Model:

@@ -205,6 +205,9 @@ def test_scf_converges_to_the_same_energy_whatever_the_guess(trained):
 def test_scf_command_line():
     result = json.loads(run_cli("scf", "builtin:water", "--guess", "huckel", "--json").stdout.splitlines()[-1])
     assert {"cycles", "energy", "converged", "seconds"} <= set(result) and result["converged"]
+    assert set(result["timings"]) == {"import", "guess_conversion", "scf"}
+    after_start_up = sum(t for k, t in result["timings"].items() if k != "import")
+    assert after_start_up <= result["seconds"] + 1e-3  # "seconds": every cost after start-up
     with pytest.raises(ValueError, match="neither one of minao, atom, huckel nor a model"):
         scf_from_guess(WATER, "no-such-guess")
 
@@ -260,6 +263,7 @@ def test_scf_no_scf_command_line(trained):
     result = json.loads(run_cli("scf", "builtin:water", "--guess", trained.directory, "--no-scf",
                                 "--json").stdout.splitlines()[-1])
     assert {"energy_harris", "energy_one_step", "dipole_debye", "seconds"} <= set(result)
+    assert set(result["timings"]) == {"import", "model_load", "inference", "harris_and_one_step"}
     scf = scf_from_guess(WATER, "minao")
     assert abs(result["energy_harris"] - scf["energy"]) < 0.5  # a tiny model's density: within 0.5 Ha
     assert result["energy_one_step"] >= scf["energy"] - 1e-6  # one diagonalisation: above the SCF minimum
