@@ -60,13 +60,24 @@ class TrainSetup:
         if kind not in WORKFLOWS:
             raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
         preset = c.get("preset", "default")
-        task = WORKFLOWS[kind][1](**c.get("task", {}))
+        if preset not in ("default", "tiny"):
+            raise ValueError(f"unknown preset {preset!r}; choose default or tiny")
+        task = WORKFLOWS[kind][1](**_known_fields(WORKFLOWS[kind][1], c.get("task", {}), "task"))
         channels = {"in_channels": task.in_channels} if hasattr(task, "in_channels") else {}
         model_values = {**channels, **c.get("model", {})}
         train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
         return TrainSetup(kind, models.model_config(kind, model_values, preset),
-                          dataclasses.replace(train_base, **c.get("train", {})), task,
-                          tuple(c["held_out"]) if c.get("held_out") else None)
+                          dataclasses.replace(train_base, **_known_fields(TrainConfig, c.get("train", {}), "train")),
+                          task, tuple(c["held_out"]) if c.get("held_out") else None)
+
+
+def _known_fields(cls, values: dict, section: str) -> dict:
+    """``values`` if every key is a field of the dataclass ``cls``, else a ValueError naming the strangers."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"unknown {section} config field(s) {unknown}; fields: {sorted(fields)}")
+    return values
 
 
 def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,

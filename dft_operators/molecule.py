@@ -150,8 +150,10 @@ def _parse_xyz_block(lines: list[str], name: str, charge: int, spin: int) -> Mol
     except (IndexError, ValueError):
         raise MoleculeError(f"{name}: malformed XYZ, first line must be the atom count, got {lines[0]!r}") from None
     body = lines[2:2 + n]
-    if n <= 0 or len(body) < n:
-        raise MoleculeError(f"{name}: malformed XYZ, expected {n} atom lines, found {len(body)}")
+    extra = [line for line in lines[2 + n:] if line.strip()]
+    if n <= 0 or len(body) < n or extra:
+        raise MoleculeError(f"{name}: malformed XYZ, its first line says {n} atoms but {len(body) + len(extra)} "
+                            "atom lines follow; fix the count")
     numbers, positions = [], []
     for k, line in enumerate(body):
         parts = line.split()

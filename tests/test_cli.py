@@ -117,3 +117,17 @@ def test_batched_predict_writes_one_cube_and_one_record_per_molecule(tmp_path):
     proc = run_cli("predict", "v2rho-fno-small", "builtin:water", "builtin:methane", "--cube", tmp_path / "x.cube",
                    check=False)
     assert proc.returncode == 2 and "--cube-dir" in proc.stderr
+
+
+def test_an_xyz_count_that_disagrees_with_its_lines_and_unknown_config_keys_are_refused(tmp_path, tiny_grid_data):
+    path = tmp_path / "three.xyz"
+    path.write_text("2\n\nO 0 0 0\nH 0 0 1.8\nH 0 1.8 0\n")
+    proc = run_cli("reference", path, check=False)
+    assert proc.returncode == 2 and "says 2 atoms but 3 atom lines follow" in proc.stderr
+    for config, message in (({"preset": "tny"}, "unknown preset 'tny'"),
+                            ({"train": {"epoch": 3}}, "unknown train config field(s) ['epoch']"),
+                            ({"task": {"crops": 3}}, "unknown task config field(s) ['crops']")):
+        (tmp_path / "c.json").write_text(json.dumps(config))
+        proc = run_cli("train", "deepscf", "--data", tiny_grid_data, "--out", tmp_path / "m", "--config",
+                       tmp_path / "c.json", check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

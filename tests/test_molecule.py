@@ -53,7 +53,7 @@ def test_builtin_sets():
     (lambda: Molecule([8], [[0, 0, 0]], charge=9), "leaves -1 electrons"),
     (lambda: Molecule([1, 1], [[0, 0, 0], [0, 0, 0.2 * units.BOHR_PER_ANGSTROM]]), "Angstrom apart"),
     (lambda: molecule.from_xyz("\n\n"), "empty"),
-    (lambda: molecule.from_xyz("2\ncomment\nH 0 0 0\n"), "expected 2 atom lines"),
+    (lambda: molecule.from_xyz("2\ncomment\nH 0 0 0\n"), "says 2 atoms but 1 atom lines follow"),
     (lambda: molecule.from_xyz("1\nc\nH 0 zero 0\n"), "malformed coordinates"),
     (lambda: molecule.from_xyz("/no/such/file.xyz"), "no such XYZ file"),
     (lambda: molecule.from_smiles("C1CC"), "cannot parse SMILES"),
