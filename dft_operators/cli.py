@@ -37,7 +37,9 @@ def cmd_reference(args) -> dict:
     from dft_operators.io.cube import write_cube
 
     mol = _molecule(args)
-    state = reference.run_ks(mol, _level(args, reference.Level()))
+    level = _level(args, reference.Level())
+    reference.check_level(level, mol.symbols)
+    state = reference.run_ks(mol, level)
     result = {"energy": state.energy, "energy_kcal_mol": state.energy * units.HARTREE_TO_KCAL_PER_MOL,
               "converged": state.converged, "cycles": state.cycles, "n_electrons": state.density.n_electrons,
               "seconds": state.seconds, "dipole_debye": (state.dipole * units.DEBYE_PER_AU).tolist()}
@@ -78,7 +80,9 @@ def cmd_generate(args) -> dict:
         grid_level=args.grid_level, n_conformers=args.conformers, displacement=args.displacement,
         rotate=not args.no_rotate, strain=args.strain, random_potential=args.random_potential, forces=args.forces,
         seed=args.seed)
-    return generate(_molecule_list(args.molecules, args.exclude), args.out, settings, executor=args.executor,
+    molecules = _molecule_list(args.molecules, args.exclude)
+    reference.check_level(settings.level, {s for m in molecules for s in m.symbols})  # before any work
+    return generate(molecules, args.out, settings, executor=args.executor,
                     workers=args.workers, scheduler=args.scheduler, shard_size=args.shard_size,
                     progress=not args.quiet)
 
@@ -162,6 +166,8 @@ def cmd_scf(args) -> dict:
 
     level = _level(args, reference.Level()) if args.xc or args.basis or args.pseudo else None
     molecule = _molecule(args)
+    if level is not None:
+        reference.check_level(level, molecule.symbols)
     imports = time.perf_counter() - start  # the libraries (JAX, PySCF) and the molecule
     result = scf_guess.scf_from_guess(molecule, args.guess, level, no_scf=args.no_scf)
     result["timings"] = {"import": imports, **result["timings"]}

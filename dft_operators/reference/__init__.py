@@ -19,7 +19,7 @@ _LAZY = {
     "basis_on_points": "orbital_free", "ofdft_integrals": "orbital_free",
     "RandomPotential": "potentials", "screened_ionic_potential": "potentials",
     "Density": "scf", "GroundState": "scf", "atomic_guess": "scf", "run_ks": "scf",
-    "harmonic_ir": "vibrations", "optimize_geometry": "vibrations", "basis_shells": "level",
+    "harmonic_ir": "vibrations", "optimize_geometry": "vibrations", "basis_shells": "level", "check_level": "level",
 }
 _SUBMODULES = ("density_basis", "fields", "guess", "level", "orbital_free", "potentials", "scf", "vibrations")
 assert not set(_LAZY) & set(_SUBMODULES)  # a submodule's import would rebind the name to the module

@@ -92,6 +92,39 @@ def _missing(molecule: Molecule, level: Level, basis: str) -> list[str]:
     return problems
 
 
+def check_level(level: Level, symbols) -> None:
+    """Fails at once, before any work, when the level cannot run these elements.
+
+    Raises:
+      SCFError: naming the option at fault: an unknown functional (``--xc``), or an orbital basis, GTH
+        pseudopotential or auxiliary basis (``--basis``, ``--pseudo``, ``--aux-basis``) without an element.
+    """
+    from pyscf.dft import libxc
+
+    try:
+        libxc.parse_xc(level.xc)
+    except (KeyError, ValueError) as err:
+        raise SCFError(f"unknown exchange-correlation functional {level.xc!r} (--xc): give a libxc name such as "
+                       f"lda,pw, pbe or b3lyp ({err})") from None
+    problems = []
+    for option, basis in (("--basis", level.basis), ("--aux-basis", level.aux_basis)):
+        name = basis.removeprefix(ETB_PREFIX)
+        for symbol in sorted(set(symbols)):
+            try:
+                _quiet(gto.basis.load, name, symbol)
+            except (BasisNotFoundError, KeyError, RuntimeError):
+                problems.append(f"{option} {basis!r} is not defined for element {symbol}")
+                break
+    for symbol in sorted(set(symbols)) if level.pseudo is not None else []:
+        try:
+            gth_parameters(level.pseudo, symbol)
+        except SCFError:
+            problems.append(f"--pseudo {level.pseudo!r} is not defined for element {symbol}")
+            break
+    if problems:
+        raise SCFError("; ".join(problems))
+
+
 def build_mole(molecule: Molecule, level: Level, basis: str | None = None) -> gto.Mole:
     """The PySCF molecule (Bohr, silent) for a molecule at a level of theory.
 
