@@ -43,6 +43,7 @@ def test_reference_reproduces_pyscf_and_its_cube_holds_the_electrons(tmp_path):
     (("evaluate", "no-such-model", "--data", "missing"), "no model"),
     (("train", "fno", "--data", "missing", "--out", "m"), "no dataset missing"),
     (("dataset", "missing"), "no dataset missing"),
+    (("predict", "v2rho-fno-small", "smiles:CCCCCCCCCCCCCCCC", "--cube", "x.cube"), "does not fit the FNO's 40^3 box"),
     (("reference", "builtin:h2", "--xc", "notafunctional"), "unknown exchange-correlation functional"),
     (("scf", "builtin:h2", "--xc", "notafunctional"), "(--xc)"),
     (("generate", "--molecules", "builtin:h2", "--out", "never-written", "--kind", "coefficients",

@@ -284,7 +284,8 @@ def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTas
                      (int(settings["box_shape"]),) * 3)
     spec = dataclasses.replace(unit, normaliser=fit_normaliser(train, unit))
     val = GridSource(ds, val_ids, task) if val_ids else None
-    card = {"grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"]},
+    card = {"grid": {"spacing": settings["spacing"], "box_shape": settings["box_shape"],
+                     "margin": settings.get("margin", 2.0)},
             "normalisation": dataclasses.asdict(spec.normaliser)}
     if "fingerprints" in task.inputs:
         card["fingerprints"] = fingerprints.channel_names()
@@ -376,6 +377,13 @@ def predict(card: dict, module, params, molecule, level: reference.Level, refine
     if box_shape is None and not is_fno:
         box_shape = fitting_box_shape(molecule.positions, card)
     grid = box_for(molecule.positions, card, refine, box_shape)
+    margin = card["grid"].get("margin", 2.0)  # what the training data kept (the generation default before cards said)
+    inside = np.abs(molecule.positions - np.asarray(grid.center)).max() + margin <= 0.5 * (grid.lengths[0] - grid.spacing)
+    if is_fno and not inside:
+        raise ValueError(f"{molecule.name} does not fit the FNO's {card['grid']['box_shape']}^3 box of "
+                         f"{card['grid']['box_shape'] * card['grid']['spacing']:.1f} Bohr with its {margin} Bohr "
+                         "margin, and the FNO predicts on its training box only: use a model with a larger box "
+                         "(or a DeepSCF model, which grows its box)")
     spec = _grid_spec(card, grid)
     row = molecule_row(molecule, level, grid, spec.task)
     x = _jitted_inputs(spec)(row)
