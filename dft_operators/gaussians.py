@@ -173,6 +173,21 @@ def _groups(basis: GaussianBasis) -> list[tuple[int, int, np.ndarray, np.ndarray
     return out
 
 
+def _on_points(basis: GaussianBasis, centres, points: np.ndarray):
+    """Yields, block of points by block and (atom, l) group of shells by group: (block slice, x [b, 3] from the
+    atom, |x|^2 [b], l, exponents, contraction matrix, the group's function columns)."""
+    centres = np.asarray(centres, np.float64)
+    groups = _groups(basis)
+    for i in range(0, len(points), _BLOCK_POINTS):
+        block = slice(i, i + _BLOCK_POINTS)
+        displacements = {}
+        for atom, l, alpha, d, columns in groups:
+            if atom not in displacements:
+                x = points[block] - centres[atom]  # [b, 3]
+                displacements[atom] = (x, np.einsum("px,px->p", x, x))
+            yield (block, *displacements[atom], l, alpha, d, columns)
+
+
 def values(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, deriv: int = 0):
     """The basis functions at points (PySCF's ``eval_ao``).
 
@@ -187,28 +202,20 @@ def values(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, deriv:
     centres = np.asarray(centres, np.float64)
     out = np.empty((len(points), basis.n_functions))
     grads = np.empty((len(points), basis.n_functions, 3)) if deriv else None
-    groups = _groups(basis)
-    for i in range(0, len(points), _BLOCK_POINTS):
-        block = slice(i, i + _BLOCK_POINTS)
-        displacements = {}
-        for atom, l, alpha, d, columns in groups:
-            if atom not in displacements:
-                x = points[block] - centres[atom]  # [b, 3]
-                displacements[atom] = (x, np.einsum("px,px->p", x, x))
-            x, r2 = displacements[atom]
-            gauss = np.exp(-np.multiply.outer(r2, alpha))  # [b, P]
-            radial = gauss @ d  # [b, C]
-            powers, c2s = solid_harmonics(l)
-            mono, mono_grad = _monomials(x, powers, deriv)
-            solid = mono @ c2s  # [b, 2l + 1]
-            width = len(columns)
-            out[block, columns] = (radial[:, :, None] * solid[:, None, :]).reshape(len(x), width)
-            if deriv:
-                radial_slope = -2.0 * (gauss * alpha) @ d  # dR/dr^2 * 2, [b, C]
-                solid_grad = np.einsum("pmx,ms->psx", mono_grad, c2s)  # [b, 2l + 1, 3]
-                g = (radial[:, :, None, None] * solid_grad[:, None]
-                     + radial_slope[:, :, None, None] * solid[:, None, :, None] * x[:, None, None, :])
-                grads[block, columns] = g.reshape(len(x), width, 3)
+    for block, x, r2, l, alpha, d, columns in _on_points(basis, centres, points):
+        gauss = np.exp(-np.multiply.outer(r2, alpha))  # [b, P]
+        radial = gauss @ d  # [b, C]
+        powers, c2s = solid_harmonics(l)
+        mono, mono_grad = _monomials(x, powers, deriv)
+        solid = mono @ c2s  # [b, 2l + 1]
+        width = len(columns)
+        out[block, columns] = (radial[:, :, None] * solid[:, None, :]).reshape(len(x), width)
+        if deriv:
+            radial_slope = -2.0 * (gauss * alpha) @ d  # dR/dr^2 * 2, [b, C]
+            solid_grad = np.einsum("pmx,ms->psx", mono_grad, c2s)  # [b, 2l + 1, 3]
+            g = (radial[:, :, None, None] * solid_grad[:, None]
+                 + radial_slope[:, :, None, None] * solid[:, None, :, None] * x[:, None, None, :])
+            grads[block, columns] = g.reshape(len(x), width, 3)
     return (out, grads) if deriv else out
 
 
@@ -226,20 +233,12 @@ def expand(basis: GaussianBasis, centres: np.ndarray, points: np.ndarray, coeffi
     k = 1 if c.ndim == 1 else c.shape[1]
     c = c.reshape(basis.n_functions, k)
     out = np.zeros((len(points), k))
-    groups = _groups(basis)
-    for i in range(0, len(points), _BLOCK_POINTS):
-        block = slice(i, i + _BLOCK_POINTS)
-        displacements = {}
-        for atom, l, alpha, d, columns in groups:
-            if atom not in displacements:
-                x = points[block] - np.asarray(centres, np.float64)[atom]
-                displacements[atom] = (x, np.einsum("px,px->p", x, x))
-            x, r2 = displacements[atom]
-            radial = np.exp(-np.multiply.outer(r2, alpha)) @ d  # [b, C]
-            powers, c2s = solid_harmonics(l)
-            solid = _monomials(x, powers, 0)[0] @ c2s  # [b, 2l + 1]
-            weights = c[columns].reshape(d.shape[1], (2 * l + 1) * k)  # [C, (2l + 1) k], contraction-major
-            out[block] += np.einsum("bmk,bm->bk", (radial @ weights).reshape(len(x), 2 * l + 1, k), solid)
+    for block, x, r2, l, alpha, d, columns in _on_points(basis, centres, points):
+        radial = np.exp(-np.multiply.outer(r2, alpha)) @ d  # [b, C]
+        powers, c2s = solid_harmonics(l)
+        solid = _monomials(x, powers, 0)[0] @ c2s  # [b, 2l + 1]
+        weights = c[columns].reshape(d.shape[1], (2 * l + 1) * k)  # [C, (2l + 1) k], contraction-major
+        out[block] += np.einsum("bmk,bm->bk", (radial @ weights).reshape(len(x), 2 * l + 1, k), solid)
     return out[:, 0] if np.ndim(coefficients) == 1 else out
 
 
