@@ -7,6 +7,7 @@ each is one library call of the command line (see ``cli.py``).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -23,12 +24,19 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.molecule import Molecule
 from dft_operators.training import loop, sharding
 from dft_operators.training.config import TrainConfig
-from dft_operators.workflows import densnet, grid_density, kinetic
+# kind -> (workflow module under dft_operators.workflows, its task dataclass); a workflow provides prepare,
+# evaluation_data, predict. Imported when first used: a grid model's start-up never loads e3nn-jax.
+_WORKFLOWS = {"fno": ("grid_density", "GridTask"), "deepscf": ("grid_density", "DeepSCFTask"),
+              "kineticnet": ("kinetic", "KineticTask"), "densnet": ("densnet", "DensityTask")}
+KINDS = tuple(_WORKFLOWS)
 
-# kind -> (workflow module, its task dataclass); a workflow provides prepare, evaluation_data, predict.
-WORKFLOWS = {"fno": (grid_density, grid_density.GridTask), "deepscf": (grid_density, grid_density.DeepSCFTask),
-             "kineticnet": (kinetic, kinetic.KineticTask), "densnet": (densnet, densnet.DensityTask)}
-KINDS = tuple(WORKFLOWS)
+
+def workflow(kind: str):
+    """(the workflow module of a model kind, its task dataclass)."""
+    if kind not in _WORKFLOWS:
+        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
+    module = importlib.import_module(f"dft_operators.workflows.{_WORKFLOWS[kind][0]}")
+    return module, getattr(module, _WORKFLOWS[kind][1])
 
 
 def _read_config(config: dict | str | None) -> dict:
@@ -57,12 +65,10 @@ class TrainSetup:
         unknown = set(c) - {"preset", "model", "train", "task", "held_out"}
         if unknown:
             raise ValueError(f"unknown config section(s) {sorted(unknown)}")
-        if kind not in WORKFLOWS:
-            raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
         preset = c.get("preset", "default")
         if preset not in ("default", "tiny"):
             raise ValueError(f"unknown preset {preset!r}; choose default or tiny")
-        task = WORKFLOWS[kind][1](**_known_fields(WORKFLOWS[kind][1], c.get("task", {}), "task"))
+        task = workflow(kind)[1](**_known_fields(workflow(kind)[1], c.get("task", {}), "task"))
         channels = {"in_channels": task.in_channels} if hasattr(task, "in_channels") else {}
         model_values = {**channels, **c.get("model", {})}
         train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
@@ -105,7 +111,7 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
     if not train_ids:
         raise ValueError(f"{data}: no training records left after holding out {sorted(set(names))}")
     module = models.create_model(kind, setup.model_config)
-    objective, train_arrays, val_arrays, card_entries = WORKFLOWS[kind][0].prepare(
+    objective, train_arrays, val_arrays, card_entries = workflow(kind)[0].prepare(
         ds, train_ids, val_ids, setup.task, module)
 
     def molecules_of(ids, labels):
@@ -195,7 +201,7 @@ def predict(model: Model | str, molecule: Molecule | list[Molecule], cube_path: 
         return [predict(model, m, os.path.join(cube_dir, f"{_file_name(m.name)}.cube") if cube_dir else None,
                         **options) for m in molecule]
     start = time.perf_counter()
-    out = WORKFLOWS[model.kind][0].predict(model.card, model.module, model.params, molecule, model.level, **options)
+    out = workflow(model.kind)[0].predict(model.card, model.module, model.params, molecule, model.level, **options)
     out["seconds"] = time.perf_counter() - start
     if cube_path:
         cube.write_cube(cube_path, out["grid"], out["density"], molecule,
@@ -215,12 +221,12 @@ def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dic
     model = _as_model(model)
     ds = Dataset(data)
     ids = ds.ids if ids is None else ids
-    workflow = WORKFLOWS[model.kind][0]
-    objective, arrays = workflow.evaluation_data(model.card, ds, ids, model.module)
+    kind_workflow = workflow(model.kind)[0]
+    objective, arrays = kind_workflow.evaluation_data(model.card, ds, ids, model.module)
     result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
     result.pop("loss", None)
     if model.kind == "densnet":  # its density lives in a basis: NMAE on each geometry's quadrature
-        result["nmae_percent"] = workflow.records_nmae(model.card, model.module, model.params, ds, ids)
+        result["nmae_percent"] = kind_workflow.records_nmae(model.card, model.module, model.params, ds, ids)
     return {**result, "records": len(ids)}
 
 
@@ -240,6 +246,7 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
         if model.kind != "kineticnet":
             raise ValueError(f"{model.name} is a {model.kind} model; orbital-free DFT needs a kineticnet model")
         level, functional, name = model.level, (model.module, model.params), model.name
+    kinetic = workflow("kineticnet")[0]
     result = kinetic.solve_ofdft(molecule, functional, level, grid_level)
     if cube_path:
         grid = UniformGrid.around(molecule.positions, 0.2, 5.0)
@@ -277,7 +284,8 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
     model = _densnet(model)
     start = time.perf_counter()
     with jax.enable_x64(True):
-        potential = _float64(densnet.molecule_potential(model.card, model.module, model.params, molecule))
+        potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
+                                                                         molecule))
         traj = dynamics.run_md(potential, molecule.numbers, molecule.positions, molecule.masses, steps=steps,
                                dt_fs=dt_fs, temperature_k=temperature_k, thermostat=thermostat,
                                friction_per_ps=friction_per_ps, key=jax.random.PRNGKey(seed),
@@ -322,7 +330,7 @@ def ase_calculator(model: Model | str):
         # The graph is built once per element list (its positions are replaced by ASE's), so any valid
         # placeholder geometry does: atoms 2 Bohr apart on a line.
         mol = Molecule(np.asarray(numbers), 2.0 * np.arange(len(numbers))[:, None] * np.eye(3)[0], name="ase")
-        return densnet.molecule_potential(model.card, model.module, model.params, mol)(positions)
+        return workflow("densnet")[0].molecule_potential(model.card, model.module, model.params, mol)(positions)
 
     return dynamics.AseCalculator(energy_fn)
 
@@ -335,6 +343,7 @@ def harmonic_ir(molecule: Molecule, model: Model | str) -> dict[str, np.ndarray]
 
     model = _densnet(model)
     with jax.enable_x64(True):
-        potential = _float64(densnet.molecule_potential(model.card, model.module, model.params, molecule))
+        potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
+                                                                         molecule))
         frequencies, intensities = dynamics.harmonic_ir(potential, molecule.positions, molecule.masses)
     return {"frequencies_cm1": frequencies, "intensities_km_mol": intensities}

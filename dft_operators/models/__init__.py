@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
-from dft_operators.models.deepscf import DeepSCFConfig, create_deepscf
-from dft_operators.models.densnet import DenSNetConfig, create_densnet
-from dft_operators.models.fno import FNOConfig, create_fno
-from dft_operators.models.kineticnet import KineticNetConfig, create_kineticnet
+# kind -> (module under dft_operators.models, its config dataclass, its builder); imported when first used, so
+# that a grid model never loads e3nn-jax (seconds of start-up).
+_KINDS = {"fno": ("fno", "FNOConfig", "create_fno"), "deepscf": ("deepscf", "DeepSCFConfig", "create_deepscf"),
+          "kineticnet": ("kineticnet", "KineticNetConfig", "create_kineticnet"),
+          "densnet": ("densnet", "DenSNetConfig", "create_densnet")}
 
-CONFIGS = {"fno": FNOConfig, "deepscf": DeepSCFConfig, "kineticnet": KineticNetConfig,
-           "densnet": DenSNetConfig}
-_BUILDERS = {"fno": create_fno, "deepscf": create_deepscf, "kineticnet": create_kineticnet,
-             "densnet": create_densnet}
+
+def _lookup(kind: str, what: int):
+    if kind not in _KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(_KINDS)}")
+    module = importlib.import_module(f"dft_operators.models.{_KINDS[kind][0]}")
+    return getattr(module, _KINDS[kind][what])
 
 
 def model_config(kind: str, values: dict | None = None, preset: str = "default"):
     """The config dataclass of a model kind, from a preset ('default' or 'tiny') updated by ``values``."""
-    if kind not in CONFIGS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(CONFIGS)}")
-    cls = CONFIGS[kind]
+    cls = _lookup(kind, 1)
     base = cls.tiny() if preset == "tiny" else cls()
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values or {}) - fields
@@ -30,4 +32,4 @@ def model_config(kind: str, values: dict | None = None, preset: str = "default")
 
 def create_model(kind: str, config):
     """The Flax module of a model kind for its config."""
-    return _BUILDERS[kind](config)
+    return _lookup(kind, 2)(config)
