@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
     p.add_argument("kind", choices=["fno", "deepscf", "kineticnet", "densnet"], help="model kind")
-    p.add_argument("--data", required=True, help="dataset file")
+    p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
     p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")

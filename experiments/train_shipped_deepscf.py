@@ -30,7 +30,7 @@ SHIPPED = "deepscf-small"
 
 
 def datasets(data_dir: str, workers: int) -> tuple[str, str]:
-    """The training and held-out dataset files, generated (or completed) only when missing."""
+    """The training and held-out datasets, generated (or completed) only when missing."""
     train, test = os.path.join(data_dir, "train"), os.path.join(data_dir, "test")
     if not os.path.exists(train):
         pool = [m for m in molecule.builtin_set("small-organic") if m.name not in TOO_LONG | set(TEST_MOLECULES)]
