@@ -203,10 +203,10 @@ def generate(molecules: Iterable[Molecule], out: str, settings: GenerationSettin
              shard_size: int = 256, window: int | None = None, progress: bool = True) -> dict:
     """Generates (or resumes, or extends) a sharded dataset.
 
-    Records already in ``out`` (shards, failures, or pending from a killed run) are not recomputed, so a
+    Good records already in ``out`` (in shards, or pending from a killed run) are not recomputed, so a
     rerun resumes, and a rerun with a longer molecule list whose start is the old list (``qm9:2000`` after
     ``qm9:1000``, same seed) appends new shards. A record whose SCF fails is retried once, then listed with
-    its reason in the manifest.
+    its reason in the manifest; the next run tries it again.
 
     Args:
       molecules: the molecules (any iterable; consumed lazily); each gives ``settings.n_conformers`` records.

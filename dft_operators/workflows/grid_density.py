@@ -134,9 +134,10 @@ class GridSource:
         if "grid" not in ds.metadata.get("kinds", []):
             raise DatasetError(f"{ds.path} has no grid fields; generate it with --kind grid")
         self.ds, self.ids, self.task = ds, list(ids), task
-        self.n_atoms = fingerprints.padded_size(max(ds.read(rid, ["numbers"])["numbers"].size for rid in ids))
+        numbers = [ds.read(rid, ["numbers"])["numbers"] for rid in ids]  # one small read a record
+        self.n_atoms = fingerprints.padded_size(max(z.size for z in numbers))
         if "fingerprints" in task.inputs:
-            fingerprints.check_elements(np.concatenate([ds.read(rid, ["numbers"])["numbers"] for rid in ids]))
+            fingerprints.check_elements(np.concatenate(numbers))
         self._fields = [f"grid/{n}" for n in _box_field_names(task)]
         self._read = sorted(set(self._fields) | {"grid/rho", "grid/origin", "numbers", "positions"}
                             | ({"grid/rho0"} if task.residual else set()))
@@ -333,7 +334,8 @@ def box_fields(names, molecule, level: reference.Level, grid: UniformGrid) -> di
 
 def molecule_row(molecule, level: reference.Level, grid: UniformGrid, task: GridTask) -> dict[str, np.ndarray]:
     """A batch of one row, as :class:`GridSource` gives, for a new molecule on a box (no reference density)."""
-    fingerprints.check_elements(molecule.numbers) if "fingerprints" in task.inputs else None
+    if "fingerprints" in task.inputs:
+        fingerprints.check_elements(molecule.numbers)
     names = _box_field_names(task)
     fields = box_fields(set(names) | ({"rho0"} if task.residual else set()), molecule, level, grid)
     row = {**atoms_row(molecule.numbers, molecule.positions, grid.origin, fingerprints.padded_size(molecule.n_atoms)),
