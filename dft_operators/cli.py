@@ -222,8 +222,9 @@ SPEC_HELP = ("molecule specs: xyz files, smiles:<SMILES>, builtin:<name>, set:<b
              "qm9:N[,heavy=K][,seed=S], enumerate:N[,heavy=K][,elements=CNOF][,seed=S], file:PATH.smi, file:DIR")
 
 
-def _add_molecule(p):
-    p.add_argument("molecule", help="a .xyz file (Angstrom), smiles:<SMILES> or builtin:<name>")
+def _add_molecule(p, nargs=None):
+    """The MOLECULE argument (one, or with nargs="*" any number) and its --charge and --spin."""
+    p.add_argument("molecule", nargs=nargs, help="a .xyz file (Angstrom), smiles:<SMILES> or builtin:<name>")
     p.add_argument("--charge", type=int, default=0, help="total charge")
     p.add_argument("--spin", type=int, default=0, help="2S, unpaired electrons (PySCF's convention)")
 
@@ -296,10 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[common], help="predict densities to cube files (one or many molecules)")
     p.add_argument("model", help="a shipped model's name or a model directory")
-    p.add_argument("molecule", nargs="*", help=".xyz files (Angstrom), smiles:<SMILES> or builtin:<name>")
+    _add_molecule(p, nargs="*")
     p.add_argument("--molecules", nargs="+", metavar="SPEC", help="more molecules: " + SPEC_HELP)
-    p.add_argument("--charge", type=int, default=0, help="total charge")
-    p.add_argument("--spin", type=int, default=0, help="2S, unpaired electrons (PySCF's convention)")
     cubes = p.add_mutually_exclusive_group()
     cubes.add_argument("--cube", help="output cube file (one molecule)")
     cubes.add_argument("--cube-dir", help="output folder: <molecule name>.cube for each molecule")
