@@ -7,12 +7,14 @@ each is one library call of the command line (see ``cli.py``).
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import importlib
 import json
 import os
 import re
 import time
 
+import flax
 import jax
 import numpy as np
 
@@ -21,7 +23,8 @@ from dft_operators.data.splits import split_by_molecule
 from dft_operators.grids import UniformGrid
 from dft_operators.io import cards, checkpoint, cube
 from dft_operators.io.dataset import Dataset
-from dft_operators.molecule import Molecule
+from dft_operators.level import level_differences
+from dft_operators.molecule import SYMBOLS, Molecule
 from dft_operators.training import loop, sharding
 from dft_operators.training.config import TrainConfig
 # kind -> (workflow module under dft_operators.workflows, its task dataclass); a workflow provides prepare,
@@ -118,8 +121,10 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
         ids = set(ids)
         return sorted({label for i, label in zip(ds.ids, labels) if i in ids})
 
+    train_numbers = np.concatenate([ds.read(i, ["numbers"])["numbers"] for i in train_ids])
     card = {"kind": kind, "model_config": dataclasses.asdict(setup.model_config),
             "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
+            "elements": [SYMBOLS[z] for z in sorted(set(train_numbers.tolist()))],
             "data_fingerprint": ds.fingerprint(), **card_entries,
             "molecules": {"train": molecules_of(train_ids, keys), "val": molecules_of(val_ids, keys)},
             "split": {"train_molecules": molecules_of(train_ids, names), "val_molecules": molecules_of(val_ids, names)}}
@@ -157,6 +162,32 @@ class Model:
     def level(self) -> reference.Level:
         return reference.Level(**self.card["level"])
 
+    def check_elements(self, symbols, what: str) -> None:
+        """Refuses elements (``symbols`` of a molecule or dataset, named by ``what``) that the model never saw in
+        training (ValueError)."""
+        unknown = [s for s in dict.fromkeys(symbols) if s not in self.card["elements"]]
+        if unknown:
+            raise ValueError(f"model {self.name} learned from {', '.join(self.card['elements'])} only; "
+                             f"{what} has {', '.join(unknown)}")
+
+    def check_level(self, level: dict, what: str) -> None:
+        """Refuses data or settings (``what`` names them) at another level of theory (ValueError)."""
+        differ = level_differences(self.card["level"], level)
+        if differ:
+            raise ValueError(f"{what} is at another level of theory than model {self.name}: "
+                             + ", ".join(f"{k} {level.get(k)!r} vs the model's {self.card['level'].get(k)!r}"
+                                         for k in differ))
+
+    @contextlib.contextmanager
+    def weights_checked(self):
+        """Turns Flax's complaint about weights that do not fit the card's model config (found when the module
+        first runs) into a CheckpointError naming the model directory."""
+        try:
+            yield
+        except (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError) as err:
+            raise checkpoint.CheckpointError(f"{self.directory}: the weights do not fit the card's model_config "
+                                             f"({str(err).splitlines()[0]})") from None
+
 
 pretrained_dir = cards.pretrained_dir
 list_models = cards.shipped_models
@@ -170,9 +201,14 @@ def load_model(model: str) -> Model:
         raise checkpoint.CheckpointError(f"no model {model!r}: not a directory and not a shipped model "
                                          f"(shipped: {', '.join(names) or 'none'})")
     card = checkpoint.load_card(directory)
-    if card.get("kind") not in KINDS:
-        raise checkpoint.CheckpointError(f"{directory}: unknown model kind {card.get('kind')!r}")
-    config = models.model_config(card["kind"], card["model_config"])
+    cards.check_model_card(card, directory)
+    if card["kind"] not in KINDS:
+        raise checkpoint.CheckpointError(f"{directory}: unknown model kind {card['kind']!r}")
+    try:
+        config = models.model_config(card["kind"], card["model_config"])
+    except (TypeError, ValueError) as err:
+        raise checkpoint.CheckpointError(f"{directory}: its card's model_config is not a {card['kind']} config: "
+                                         f"{err}") from None
     module = models.create_model(card["kind"], config)
     # Device arrays, not NumPy: e3nn's species-indexed weights must be indexable by traced arrays when a
     # jitted function closes over the parameters (ASE calculators, user pipelines).
@@ -200,8 +236,11 @@ def predict(model: Model | str, molecule: Molecule | list[Molecule], cube_path: 
             os.makedirs(cube_dir, exist_ok=True)
         return [predict(model, m, os.path.join(cube_dir, f"{_file_name(m.name)}.cube") if cube_dir else None,
                         **options) for m in molecule]
+    model.check_elements(molecule.symbols, molecule.name)
     start = time.perf_counter()
-    out = workflow(model.kind)[0].predict(model.card, model.module, model.params, molecule, model.level, **options)
+    with model.weights_checked():
+        out = workflow(model.kind)[0].predict(model.card, model.module, model.params, molecule, model.level,
+                                              **options)
     out["seconds"] = time.perf_counter() - start
     if cube_path:
         cube.write_cube(cube_path, out["grid"], out["density"], molecule,
@@ -220,13 +259,17 @@ def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dic
     (fno, deepscf, densnet; densnet's against the fitted densities it learns), and each kind's own errors."""
     model = _as_model(model)
     ds = Dataset(data)
+    model.check_level(ds.metadata["level"], f"dataset {data}")
     ids = ds.ids if ids is None else ids
+    numbers = np.unique(np.concatenate([ds.read(i, ["numbers"])["numbers"] for i in ids]))
+    model.check_elements([SYMBOLS[z] for z in numbers], f"dataset {data}")
     kind_workflow = workflow(model.kind)[0]
-    objective, arrays = kind_workflow.evaluation_data(model.card, ds, ids, model.module)
-    result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
+    with model.weights_checked():
+        objective, arrays = kind_workflow.evaluation_data(model.card, ds, ids, model.module)
+        result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
+        if model.kind == "densnet":  # its density lives in a basis: NMAE on each geometry's quadrature
+            result["nmae_percent"] = kind_workflow.records_nmae(model.card, model.module, model.params, ds, ids)
     result.pop("loss", None)
-    if model.kind == "densnet":  # its density lives in a basis: NMAE on each geometry's quadrature
-        result["nmae_percent"] = kind_workflow.records_nmae(model.card, model.module, model.params, ds, ids)
     return {**result, "records": len(ids)}
 
 
@@ -245,9 +288,11 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
         model = _as_model(model)
         if model.kind != "kineticnet":
             raise ValueError(f"{model.name} is a {model.kind} model; orbital-free DFT needs a kineticnet model")
+        model.check_elements(molecule.symbols, molecule.name)
         level, functional, name = model.level, (model.module, model.params), model.name
     kinetic = workflow("kineticnet")[0]
-    result = kinetic.solve_ofdft(molecule, functional, level, grid_level)
+    with model.weights_checked() if isinstance(model, Model) else contextlib.nullcontext():
+        result = kinetic.solve_ofdft(molecule, functional, level, grid_level)
     if cube_path:
         grid = UniformGrid.around(molecule.positions, 0.2, 5.0)
         cube.write_cube(cube_path, grid, kinetic.density_on_box(result, molecule, level, grid), molecule,
@@ -258,10 +303,12 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
             "level": level.as_dict()}
 
 
-def _densnet(model: Model | str) -> Model:
+def _densnet(model: Model | str, molecule: Molecule | None = None) -> Model:
     model = _as_model(model)
     if model.kind != "densnet":
         raise ValueError(f"{model.name} is a {model.kind} model; dynamics needs a densnet model (energies and forces)")
+    if molecule is not None:
+        model.check_elements(molecule.symbols, molecule.name)
     return model
 
 
@@ -281,7 +328,7 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
     """
     from dft_operators import dynamics
 
-    model = _densnet(model)
+    model = _densnet(model, molecule)
     start = time.perf_counter()
     with jax.enable_x64(True):
         potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
@@ -327,6 +374,7 @@ def ase_calculator(model: Model | str):
     model = _densnet(model)
 
     def energy_fn(numbers, positions):
+        model.check_elements([SYMBOLS[z] for z in np.asarray(numbers)], "the ASE atoms")
         # The graph is built once per element list (its positions are replaced by ASE's), so any valid
         # placeholder geometry does: atoms 2 Bohr apart on a line.
         mol = Molecule(np.asarray(numbers), 2.0 * np.arange(len(numbers))[:, None] * np.eye(3)[0], name="ase")
@@ -341,7 +389,7 @@ def harmonic_ir(molecule: Molecule, model: Model | str) -> dict[str, np.ndarray]
     "intensities_km_mol"}, the keys of ``reference.harmonic_ir``."""
     from dft_operators import dynamics
 
-    model = _densnet(model)
+    model = _densnet(model, molecule)
     with jax.enable_x64(True):
         potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
                                                                          molecule))

@@ -31,6 +31,13 @@ def _molecule(args):
     return parse_molecule(args.molecule, charge=args.charge, spin=args.spin)
 
 
+def _require_converged(result: dict, what: str, count_key: str = "cycles") -> None:
+    """Exit 0 is for right answers only: an iteration that did not converge is an error."""
+    if not result["converged"]:
+        raise ValueError(f"{what} did not converge in {result[count_key]} {count_key.replace('_', ' ')}"
+                         + (" (raise --max-cycle)" if count_key == "cycles" else ""))
+
+
 def cmd_reference(args) -> dict:
     from dft_operators import reference
     from dft_operators.grids import UniformGrid
@@ -39,10 +46,11 @@ def cmd_reference(args) -> dict:
     mol = _molecule(args)
     level = _level(args, reference.Level())
     reference.check_level(level, mol.symbols)
-    state = reference.run_ks(mol, level)
+    state = reference.run_ks(mol, level, max_cycle=args.max_cycle)
     result = {"energy": state.energy, "energy_kcal_mol": state.energy * units.HARTREE_TO_KCAL_PER_MOL,
               "converged": state.converged, "cycles": state.cycles, "n_electrons": state.density.n_electrons,
               "seconds": state.seconds, "dipole_debye": (state.dipole * units.DEBYE_PER_AU).tolist()}
+    _require_converged(result, f"the SCF of {mol.name}")
     if args.cube:
         grid = UniformGrid.around(mol.positions, args.spacing, args.margin)
         density = reference.density_on_box(state.density, grid)
@@ -118,7 +126,7 @@ def cmd_models(args) -> dict:
 
 
 def _prediction_json(result: dict, name: str) -> dict:
-    extras = {k: result[k] for k in ("energy_hartree", "dipole_debye") if k in result}
+    extras = {k: result[k] for k in ("energy_hartree", "dipole_debye", "converged", "iterations") if k in result}
     if "forces" in result:
         extras["forces_hartree_per_bohr"] = result["forces"].tolist()
     return {"molecule": name, "seconds": result["seconds"], "n_electrons": result["n_electrons"],
@@ -145,6 +153,9 @@ def cmd_predict(args) -> dict:
                           refine=args.refine)
     records = [_prediction_json(r, m.name) for r, m in zip(results if args.cube_dir else [results], molecules)]
     for r in records:
+        if "converged" in r:  # a prediction that iterates (KineticNet's orbital-free minimisation)
+            _require_converged(r, f"the prediction of {r['molecule']}", "iterations")
+    for r in records:
         print(f"wrote {r['cube']}: {r['n_electrons']:.4f} electrons on a {r['shape']} box in {r['seconds']:.3f} s",
               file=sys.stderr)
     timings = {"model_load": load_seconds, "predict": sum(r["seconds"] for r in records)}
@@ -169,12 +180,13 @@ def cmd_scf(args) -> dict:
     if level is not None:
         reference.check_level(level, molecule.symbols)
     imports = time.perf_counter() - start  # the libraries (JAX, PySCF) and the molecule
-    result = scf_guess.scf_from_guess(molecule, args.guess, level, no_scf=args.no_scf)
+    result = scf_guess.scf_from_guess(molecule, args.guess, level, max_cycle=args.max_cycle, no_scf=args.no_scf)
     result["timings"] = {"import": imports, **result["timings"]}
     if args.no_scf:
         print(f"E_Harris = {result['energy_harris']:.8f} Ha, after one diagonalisation E = "
               f"{result['energy_one_step']:.8f} Ha (no SCF), {result['seconds']:.2f} s", file=sys.stderr)
         return result
+    _require_converged(result, f"the SCF of {molecule.name} from the {result['guess']} guess")
     print(f"E = {result['energy']:.8f} Ha, converged={result['converged']} in {result['cycles']} cycles from the "
           f"{result['guess']} guess, {result['seconds']:.2f} s", file=sys.stderr)
     return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL}
@@ -183,7 +195,9 @@ def cmd_scf(args) -> dict:
 def cmd_ofdft(args) -> dict:
     from dft_operators import api
 
-    result = api.ofdft(_molecule(args), args.model, args.cube, grid_level=args.grid_level)
+    molecule = _molecule(args)
+    result = api.ofdft(molecule, args.model, args.cube, grid_level=args.grid_level)
+    _require_converged(result, f"the orbital-free minimisation of {molecule.name}", "iterations")
     print(f"E = {result['energy']:.8f} Ha with {result['kinetic']}, converged={result['converged']} in "
           f"{result['iterations']} iterations, {result['seconds']:.2f} s", file=sys.stderr)
     return {**result, "energy_kcal_mol": result["energy"] * units.HARTREE_TO_KCAL_PER_MOL, "cube": args.cube}
@@ -237,6 +251,11 @@ def _add_level(p):
                                        "even-tempered one); default def2-universal-jkfit")
 
 
+def _add_max_cycle(p):
+    p.add_argument("--max-cycle", type=int, default=100,
+                   help="most SCF cycles; an SCF that has not converged by then is an error (exit 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dft-operators", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reference", parents=[common], help="PySCF Kohn-Sham ground state")
     _add_molecule(p)
     _add_level(p)
+    _add_max_cycle(p)
     p.add_argument("--cube", help="write the density to this cube file")
     p.add_argument("--spacing", type=float, default=0.2, help="cube spacing in Bohr")
     p.add_argument("--margin", type=float, default=5.0, help="cube margin around the atoms in Bohr")
@@ -316,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scf", action="store_true",
                    help="no SCF: the Harris-Foulkes energy of the model's density and the energy and dipole after "
                         "one diagonalisation")
+    _add_max_cycle(p)
 
     p = sub.add_parser("ofdft", parents=[common], help="orbital-free DFT ground state")
     _add_molecule(p)

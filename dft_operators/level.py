@@ -38,6 +38,14 @@ class Level:
         return dataclasses.asdict(self)
 
 
+def level_differences(a: dict, b: dict) -> list[str]:
+    """The fields (xc, basis, pseudo, aux_basis) in which two levels, as dicts, differ; names compare without
+    case ("LDA,PW" is "lda,pw")."""
+    def norm(value):
+        return value.lower() if isinstance(value, str) else value
+    return [f.name for f in dataclasses.fields(Level) if norm(a.get(f.name)) != norm(b.get(f.name))]
+
+
 # All-electron default for quadrature-grid and density-coefficient work (KineticNet, DenSNet).
 ALL_ELECTRON = Level(basis="def2-svp", pseudo=None)
 

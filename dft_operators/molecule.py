@@ -25,6 +25,8 @@ MASSES_AMU = (
     54.938, 55.845, 58.933, 58.693, 63.546, 65.38, 69.723, 72.630, 74.922, 78.971, 79.904, 83.798,
 )
 MIN_DISTANCE_ANGSTROM = 0.3
+# An atom this far from every other is no part of a molecule: most likely the coordinates are not Angstrom.
+MAX_NEIGHBOUR_ANGSTROM = 100.0
 
 
 class MoleculeError(ValueError):
@@ -99,6 +101,12 @@ class Molecule:
                 raise MoleculeError(
                     f"{self.name}: atoms {i} ({self.symbols[i]}) and {j} ({self.symbols[j]}) are "
                     f"{d[i, j] * units.ANGSTROM_PER_BOHR:.3f} Angstrom apart (minimum {MIN_DISTANCE_ANGSTROM})")
+            nearest = d.min(axis=1) * units.ANGSTROM_PER_BOHR
+            if nearest.max() > MAX_NEIGHBOUR_ANGSTROM:
+                k = int(np.argmax(nearest))
+                raise MoleculeError(
+                    f"{self.name}: atom {k} ({self.symbols[k]}) is {nearest[k]:.4g} Angstrom from its nearest "
+                    f"neighbour (at most {MAX_NEIGHBOUR_ANGSTROM:g}); are the coordinates in Angstrom?")
 
     @property
     def symbols(self) -> list[str]:

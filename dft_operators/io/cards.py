@@ -63,6 +63,24 @@ def load_card(directory: str) -> dict:
     return card
 
 
+# What every card needs to load and use its model: entry -> (JSON type, what it says).
+REQUIRED = {"kind": (str, "the model kind"), "model_config": (dict, "the model's config"),
+            "level": (dict, "the level of theory {xc, basis, pseudo, aux_basis}"),
+            "elements": (list, "the element symbols of its training data")}
+
+
+def check_model_card(card: dict, directory: str) -> None:
+    """Raises :class:`CheckpointError` naming the first entry of :data:`REQUIRED` that ``card`` lacks."""
+    path = os.path.join(directory, "card.json")
+    for key, (kind, meaning) in REQUIRED.items():
+        if not isinstance(card.get(key), kind):
+            problem = "lacks" if key not in card else f"has a malformed (not a {kind.__name__})"
+            raise CheckpointError(f"{path} {problem} {key!r} ({meaning}); retrain or re-export the model")
+    missing = sorted({"xc", "basis", "pseudo"} - set(card["level"]))
+    if missing:
+        raise CheckpointError(f"{path}: its level lacks {missing}; retrain or re-export the model")
+
+
 def pretrained_dir() -> str:
     """The folder of the shipped models (``dft_operators/pretrained``)."""
     return str(resources.files("dft_operators") / "pretrained")
