@@ -71,7 +71,7 @@ def _grid_fields(state: reference.GroundState, settings: GenerationSettings) -> 
     grid = UniformGrid.centered(mol.positions.mean(0), settings.spacing, settings.box_shape)
     return {
         "grid/rho": reference.density_on_box(state.density, grid).astype(np.float32),
-        "grid/rho0": reference.density_on_box(reference.atomic_guess(mol, level), grid).astype(np.float32),
+        "grid/rho0": reference.atomic_density_on_box(mol, level, grid).astype(np.float32),
         "grid/v_ext": reference.screened_ionic_potential(mol, level, grid).astype(np.float32),
         "grid/origin": np.asarray(grid.origin),
     }

@@ -13,6 +13,7 @@ from dft_operators.level import ALL_ELECTRON, Level, SCFError, level_electrons
 
 # name -> submodule that defines it; imported (with PySCF) on first access.
 _LAZY = {
+    "AtomicFields": "atomic_fields", "atomic_density_on_box": "atomic_fields",
     "density_at_points": "fields", "density_on_box": "fields", "fit_coefficients": "fields",
     "molecular_quadrature": "fields", "quadrature_fields": "fields",
     "STANDARD_GUESSES": "guess", "guess_from_box": "guess", "harris_from_box": "guess", "standard_guess": "guess",
@@ -21,7 +22,7 @@ _LAZY = {
     "Density": "scf", "GroundState": "scf", "atomic_guess": "scf", "run_ks": "scf",
     "harmonic_ir": "vibrations", "optimize_geometry": "vibrations", "basis_shells": "level", "check_level": "level",
 }
-_SUBMODULES = ("density_basis", "fields", "guess", "level", "orbital_free", "potentials", "scf", "vibrations")
+_SUBMODULES = ("atomic_fields", "density_basis", "fields", "guess", "level", "orbital_free", "potentials", "scf", "vibrations")
 assert not set(_LAZY) & set(_SUBMODULES)  # a submodule's import would rebind the name to the module
 
 

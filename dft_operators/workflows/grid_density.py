@@ -327,7 +327,7 @@ def box_fields(names, molecule, level: reference.Level, grid: UniformGrid) -> di
     potential), "rho0" [nx, ny, nz] electrons/Bohr^3 (atomic guess)."""
     makers = {
         "v_ext": lambda: reference.screened_ionic_potential(molecule, level, grid),
-        "rho0": lambda: reference.density_on_box(reference.atomic_guess(molecule, level), grid),
+        "rho0": lambda: reference.atomic_density_on_box(molecule, level, grid),
     }
     return {name: makers[name]().astype(np.float32) for name in names}
 
