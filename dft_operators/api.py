@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from dft_operators import models, physics, reference, units
-from dft_operators.data.splits import split_by_molecule
+from dft_operators.data.splits import first_molecules, split_by_molecule
 from dft_operators.grids import UniformGrid
 from dft_operators.io import cards, checkpoint, cube
 from dft_operators.io.dataset import Dataset
@@ -60,12 +60,16 @@ class TrainSetup:
     train_config: TrainConfig
     task: object
     held_out: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    max_train_molecules: int | None = None
 
     @staticmethod
     def resolve(kind: str, config: dict | str | None) -> "TrainSetup":
-        """From a JSON file or dict with optional keys preset ('default'|'tiny'), model, train, task, held_out."""
+        """From a JSON file or dict with optional keys preset ('default'|'tiny'), model, train, task, held_out
+        (validation molecules), exclude (molecules neither side may use: a test set) and max_train_molecules
+        (train on that many of the training side's molecules, a nested seeded draw)."""
         c = _read_config(config)
-        unknown = set(c) - {"preset", "model", "train", "task", "held_out"}
+        unknown = set(c) - {"preset", "model", "train", "task", "held_out", "exclude", "max_train_molecules"}
         if unknown:
             raise ValueError(f"unknown config section(s) {sorted(unknown)}")
         preset = c.get("preset", "default")
@@ -77,7 +81,8 @@ class TrainSetup:
         train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
         return TrainSetup(kind, models.model_config(kind, model_values, preset),
                           dataclasses.replace(train_base, **_known_fields(TrainConfig, c.get("train", {}), "train")),
-                          task, tuple(c["held_out"]) if c.get("held_out") else None)
+                          task, tuple(c["held_out"]) if c.get("held_out") else None, tuple(c.get("exclude", ())),
+                          c.get("max_train_molecules"))
 
 
 def _known_fields(cls, values: dict, section: str) -> dict:
@@ -87,6 +92,27 @@ def _known_fields(cls, values: dict, section: str) -> dict:
     if unknown:
         raise ValueError(f"unknown {section} config field(s) {unknown}; fields: {sorted(fields)}")
     return values
+
+
+def split(ds: Dataset, setup: TrainSetup) -> tuple[list[str], list[str]]:
+    """(training, validation) record ids of a dataset under a setup's held_out, exclude and
+    max_train_molecules (names or canonical SMILES; whole molecules on each side)."""
+    names, keys = [str(n) for n in ds.attribute("name")], ds.molecule_keys()
+
+    def matching(wanted):  # names or SMILES -> the molecule keys they name
+        return {k for n, k in zip(names, keys) if n in wanted or k in wanted}
+
+    excluded = matching(setup.exclude)
+    kept = [k not in excluded for k in keys]
+    held_out = None if setup.held_out is None else sorted(matching(setup.held_out))
+    train_ids, val_ids = split_by_molecule([i for i, ok in zip(ds.ids, kept) if ok],
+                                           [k for k, ok in zip(keys, kept) if ok], setup.train_config.val_fraction,
+                                           setup.train_config.seed, held_out)
+    if setup.max_train_molecules is not None:
+        key_of = dict(zip(ds.ids, keys))
+        train_ids = first_molecules(train_ids, [key_of[i] for i in train_ids], setup.max_train_molecules,
+                                    setup.train_config.seed)
+    return train_ids, val_ids
 
 
 def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,
@@ -106,13 +132,10 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
     setup = TrainSetup.resolve(kind, config)
     ds = Dataset(data)
     names, keys = [str(n) for n in ds.attribute("name")], ds.molecule_keys()
-    held_out = None
-    if setup.held_out is not None:  # names or SMILES
-        held_out = sorted({k for n, k in zip(names, keys) if n in setup.held_out or k in setup.held_out})
-    train_ids, val_ids = split_by_molecule(ds.ids, keys, setup.train_config.val_fraction, setup.train_config.seed,
-                                           held_out)
+    train_ids, val_ids = split(ds, setup)
     if not train_ids:
-        raise ValueError(f"{data}: no training records left after holding out {sorted(set(names))}")
+        raise ValueError(f"{data}: no training records left after the split ({len(val_ids)} validation records, "
+                         f"{len(setup.exclude)} molecules excluded)")
     module = models.create_model(kind, setup.model_config)
     objective, train_arrays, val_arrays, card_entries = workflow(kind)[0].prepare(
         ds, train_ids, val_ids, setup.task, module)

@@ -28,3 +28,13 @@ def split_by_molecule(ids: list[str], molecules: list[str], val_fraction: float,
     train_ids = [i for i, m in zip(ids, molecules) if m not in val]
     val_ids = [i for i, m in zip(ids, molecules) if m in val]
     return train_ids, val_ids
+
+
+def first_molecules(ids: list[str], molecules: list[str], n: int, seed: int = 0) -> list[str]:
+    """The ids of the records of ``n`` molecules drawn by ``seed``: the first n of one seeded order of the
+    distinct molecules, so that the draws for growing n are nested (a scaling study's training sets)."""
+    order = np.random.default_rng(seed).permutation(sorted(set(molecules))).tolist()
+    if n > len(order):
+        raise ValueError(f"{n} training molecules asked for; the training side holds {len(order)}")
+    keep = set(order[:n])
+    return [i for i, m in zip(ids, molecules) if m in keep]

@@ -144,7 +144,7 @@ def _check_directory(out_dir: str, card: dict) -> None:
     if not os.path.exists(os.path.join(out_dir, "card.json")):
         return
     old = checkpoint.load_card(out_dir)
-    for key in ("kind", "model_config", "task", "train_config", "data_fingerprint", "init_from"):
+    for key in ("kind", "model_config", "task", "train_config", "data_fingerprint", "molecules", "init_from"):
         if old.get(key) != checkpoint.as_json(card.get(key)):
             raise TrainingError(f"{out_dir} holds a model with another {key} ({old.get(key)} vs {card.get(key)}); "
                                 "train into a new directory")
