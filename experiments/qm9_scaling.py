@@ -1,0 +1,160 @@
+"""Scaling study: held-out density NMAE of V2Rho-FNO and DeepSCF against the number of QM9 training molecules.
+
+On the QM9 grid dataset (``experiments/qm9_grid_dataset.py``: one rotated conformer per molecule, LDA/GTH
+valence densities on a 56^3 box of 0.4 Bohr), one seeded order of the molecules fixes a test set (``--test``
+molecules, C/H/N/O only, the same for every run and in no training set), a validation set (``--val``, which
+picks each run's best epoch) and the pool the training sets are drawn from; the training sets are nested
+(the first N of one seeded order of the pool: ``train.max_train_molecules``). Each run sees about the same
+number of samples (``--samples``: epochs = samples / N), so small sets get more epochs. Every run is a normal
+``dft-operators train`` into ``<workdir>/<kind>-<N>`` and resumes after a kill; evaluation is ``api.evaluate``
+on the test records. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
+field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
+compare trends, not digits.
+
+Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/dft_runs/qm9_scaling
+       [--sizes 30 100 300 1000] [--kinds fno deepscf] [--samples 6000]
+  -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
+     the N extrapolated for 1 %). On a GPU the same command trains there (JAX picks the device).
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from dft_operators import api
+from dft_operators.io.dataset import Dataset
+from dft_operators.training import metrics
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = {kind: os.path.join(HERE, "configs", f"{kind}_qm9.json") for kind in ("fno", "deepscf")}
+TEST_ELEMENTS = {1, 6, 7, 8}
+
+
+def fixed_sets(ds: Dataset, n_test: int, n_val: int, seed: int) -> tuple[list[str], list[str]]:
+    """(test, validation) molecules (canonical SMILES) of one seeded order; test molecules are C/H/N/O only."""
+    keys = ds.molecule_keys()
+    elements = {}
+    for rid, key in zip(ds.ids, keys):
+        elements.setdefault(key, set()).update(int(z) for z in ds.read(rid, ["numbers"])["numbers"])
+    order = np.random.default_rng(seed).permutation(sorted(elements)).tolist()
+    test = [k for k in order if elements[k] <= TEST_ELEMENTS][:n_test]
+    val = [k for k in order if k not in test][:n_val]
+    return test, val
+
+
+def run_config(kind: str, size: int, test: list[str], val: list[str], samples: int) -> dict:
+    """The training config of one run: the kind's QM9 config with the split and the epoch budget."""
+    with open(CONFIGS[kind]) as f:
+        config = json.load(f)
+    config["train"]["epochs"] = max(1, math.ceil(samples / size))
+    return {**config, "held_out": val, "exclude": test, "max_train_molecules": size}
+
+
+def rho0_nmae(ds: Dataset, ids: list[str]) -> float:
+    """Mean NMAE (percent) of the atomic-density guess rho0 on the test records: the no-learning baseline."""
+    values = []
+    for rid in ids:
+        r = ds.read(rid, ["grid/rho", "grid/rho0"])
+        values.append(float(metrics.nmae_percent(r["grid/rho0"][None], r["grid/rho"][None], 1.0)[0]))
+    return float(np.mean(values))
+
+
+def power_law(sizes, nmae) -> dict:
+    """NMAE = a N^b fitted in log-log; the N where it reaches 1 %."""
+    b, log_a = np.polyfit(np.log(sizes), np.log(nmae), 1)
+    log_n = -log_a / b if b < 0 else math.inf  # ln N at 1 %
+    return {"exponent": float(b), "prefactor": float(np.exp(log_a)),
+            "molecules_for_1_percent": float(np.exp(log_n)) if log_n < 700 else None}
+
+
+def plot(path: str, results: dict, baseline: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for kind, runs in results.items():
+        sizes = [r["train_molecules"] for r in runs]
+        nmae = [r["test_nmae_percent"] for r in runs]
+        line, = ax.loglog(sizes, nmae, "o-", label=kind)
+        if len(runs) >= 2:
+            fit = power_law(sizes, nmae)
+            grid = np.geomspace(min(sizes), max(sizes), 50)
+            ax.loglog(grid, fit["prefactor"] * grid ** fit["exponent"], "--", color=line.get_color(),
+                      label=f"{kind} fit: N^{fit['exponent']:.2f}")
+    ax.axhline(baseline, color="gray", lw=1, label=f"rho0 (atomic guess) {baseline:.1f} %")
+    ax.set_xlabel("QM9 training molecules")
+    ax.set_ylabel("held-out density NMAE (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.path.expanduser("~/dft_data/qm9_grid"))
+    parser.add_argument("--workdir", default=os.path.expanduser("~/dft_runs/qm9_scaling"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300, 1000])
+    parser.add_argument("--kinds", nargs="+", default=["fno", "deepscf"], choices=sorted(CONFIGS))
+    parser.add_argument("--test", type=int, default=100, help="test molecules (C/H/N/O, in no training set)")
+    parser.add_argument("--val", type=int, default=40, help="validation molecules (best epoch)")
+    parser.add_argument("--samples", type=int, default=6000, help="training samples per run (epochs = samples / N)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "qm9_scaling.json"))
+    args = parser.parse_args()
+
+    ds = Dataset(args.data)
+    test, val = fixed_sets(ds, args.test, args.val, args.seed)
+    keys = ds.molecule_keys()
+    test_ids = [rid for rid, k in zip(ds.ids, keys) if k in set(test)]
+    baseline = rho0_nmae(ds, test_ids)
+    print(f"{len(ds)} records; test {len(test)} molecules ({len(test_ids)} records), validation {len(val)}; "
+          f"rho0 on the test records: {baseline:.2f} % NMAE", flush=True)
+    smallest, _ = api.split(ds, api.TrainSetup.resolve(args.kinds[0], run_config(args.kinds[0], min(args.sizes), test,
+                                                                                val, args.samples)))
+    seen = {int(z) for rid in smallest for z in ds.read(rid, ["numbers"])["numbers"]}
+    if not TEST_ELEMENTS <= seen:
+        raise SystemExit(f"error: the smallest training set ({min(args.sizes)} molecules) lacks elements "
+                         f"{sorted(TEST_ELEMENTS - seen)} of the test set; try another --seed")
+    results = {}
+    for kind in args.kinds:
+        results[kind] = []
+        for size in sorted(args.sizes):
+            config = run_config(kind, size, test, val, args.samples)
+            setup = api.TrainSetup.resolve(kind, config)
+            train_ids, _ = api.split(ds, setup)
+            out = os.path.join(args.workdir, f"{kind}-{size}")
+            start = time.perf_counter()
+            summary = api.train(kind, args.data, out, config, progress=False)
+            wall = time.perf_counter() - start
+            evaluation = api.evaluate(out, args.data, test_ids)
+            run = {"train_molecules": size, "train_records": len(train_ids), "epochs": setup.train_config.epochs,
+                   "best_epoch": summary.get("best_epoch"), "wall_seconds_this_call": wall,
+                   "test_nmae_percent": evaluation["nmae_percent"], "test_records": evaluation["records"],
+                   "model": out, "train_config": dataclasses.asdict(setup.train_config)}
+            results[kind].append(run)
+            print(f"{kind} N={size}: {run['epochs']} epochs, {wall / 60:.1f} min this call, test NMAE "
+                  f"{run['test_nmae_percent']:.2f} %", flush=True)
+    fits = {kind: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
+            for kind, runs in results.items() if len(runs) >= 2}
+    qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
+    report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"], "samples_per_run": args.samples,
+              "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
+              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": results, "fits": fits}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    plot(os.path.splitext(args.out)[0] + ".png", results, baseline)
+    for kind, fit in fits.items():
+        print(f"{kind}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about {fit['molecules_for_1_percent'] or float('inf'):.3g}"
+              " molecules")
+
+
+if __name__ == "__main__":
+    main()
