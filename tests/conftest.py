@@ -50,3 +50,17 @@ def tiny_grid_data(tmp_path_factory):
     generate(mols, out, GenerationSettings(spacing=0.5, box_shape=20, n_conformers=2, displacement=0.05),
              progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def two_electron_data(tmp_path_factory):
+    """H2 and HeH+ (one displaced conformer each) under random external potentials, all-electron LDA/def2-svp on
+    PySCF's level-0 grid (1504 points a molecule), quadrature kind: KineticNet's data, shared by its tests."""
+    from dft_operators import molecule, reference
+    from dft_operators.data.generate import GenerationSettings, generate
+
+    out = str(tmp_path_factory.mktemp("data") / "two_electron")
+    settings = GenerationSettings(kinds=("quadrature",), level=reference.ALL_ELECTRON, grid_level=0, n_conformers=1,
+                                  displacement=0.1, random_potential=0.2, seed=0)
+    generate([molecule.builtin("h2"), molecule.builtin("heh+")], out, settings, progress=False)
+    return out

@@ -9,7 +9,6 @@ import pytest
 
 from dft_operators import molecule, reference
 from dft_operators.data.conformers import random_rotation
-from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io.dataset import Dataset
 from dft_operators.models import create_model, model_config
 from dft_operators.models.kineticnet import kinetic_energy
@@ -88,13 +87,9 @@ def test_directional_derivative_matches_finite_differences(h3, model):
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """H2 and HeH+ under random potentials on the level-0 grid, one record each."""
-    path = str(tmp_path_factory.mktemp("kinetic") / "two_electron")
-    settings = GenerationSettings(kinds=("quadrature",), level=reference.ALL_ELECTRON, grid_level=0, n_conformers=1,
-                                  displacement=0.1, random_potential=0.2, seed=0)
-    generate([molecule.builtin("h2"), molecule.builtin("heh+")], path, settings, progress=False)
-    return Dataset(path)
+def records(two_electron_data):
+    """H2 and HeH+ under random potentials on the level-0 grid, one record each (conftest)."""
+    return Dataset(two_electron_data)
 
 
 def test_exact_two_electron_functional_has_small_loss(records):

@@ -84,5 +84,7 @@ def test_command_line_functionals_side_by_side(h2):
     result = api.ofdft(builtin("h2"), "tfvw")
     assert result["converged"] and result["n_electrons"] == pytest.approx(2.0, abs=1e-9)
     assert set(result["terms"]) == {"kinetic", "external", "hartree", "xc", "nuclear"}
+    assert sum(result["terms"].values()) == pytest.approx(result["energy"], abs=1e-9)
+    assert result["terms"]["nuclear"] == pytest.approx(1 / np.linalg.norm(np.diff(builtin("h2").positions, axis=0)))
     # TF + vW/9 underestimates the kinetic energy of H2, so its density is too compact and its energy too low.
     assert result["energy"] < state.energy - 0.005

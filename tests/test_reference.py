@@ -322,6 +322,9 @@ def test_open_shell_runs_unrestricted():
     hydrogen = Molecule([1], [[0.0, 0.0, 0.0]], spin=1, name="H")
     state = run_ks(hydrogen, ALL_ELECTRON)
     assert state.mo_energy.shape[0] == 2 and state.converged
+    mf = dft.UKS(build_mole(hydrogen, ALL_ELECTRON), xc="lda,pw")  # plain PySCF, unrestricted
+    mf.conv_tol = 1e-10
+    assert state.energy == pytest.approx(mf.kernel(), abs=1e-7)
     assert np.trace(state.density.dm @ build_mole(hydrogen, ALL_ELECTRON).intor("int1e_ovlp")) == pytest.approx(1)
     fields = quadrature_fields(state, grid_level=1)
     assert np.all(np.isfinite(fields["v_xc"])) and fields["weights"] @ fields["rho"] == pytest.approx(1, abs=1e-5)
