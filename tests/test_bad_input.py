@@ -70,3 +70,16 @@ def test_an_unconverged_scf_and_coordinates_that_are_not_angstrom(capsys, tmp_pa
     far = tmp_path / "far.xyz"
     far.write_text("2\ntwo H atoms 10^6 Angstrom apart\nH 0 0 0\nH 1e6 0 0\n")
     _fails(capsys, "reference", far, message="1e+06 Angstrom from its nearest neighbour")
+
+
+def test_a_damaged_card_or_shard_is_named(capsys, tmp_path, tiny_grid_data):
+    binary = _edited_model(tmp_path, "v2rho-fno-small", lambda card: None)
+    (binary / "card.json").write_bytes(b"\xff\xfe not utf-8")
+    _fails(capsys, "predict", binary, "builtin:water", "--cube", tmp_path / "x.cube", message="card.json is corrupt")
+    data = tmp_path / "damaged"
+    shutil.copytree(tiny_grid_data, data)
+    shard = sorted(data.glob("shard-*.h5"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 4096] = bytes(4096)  # zeros over the middle: chunks and their index
+    shard.write_bytes(bytes(raw))
+    _fails(capsys, "evaluate", "v2rho-fno-small", "--data", data, message=shard.name)

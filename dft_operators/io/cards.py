@@ -54,10 +54,11 @@ def load_card(directory: str) -> dict:
             card = json.load(f)
     except FileNotFoundError:
         raise CheckpointError(f"{directory} is not a dft_operators model directory (no card.json)") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from None
-    if card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{path} is not a dft_operators model card (format {card.get('format')!r})")
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{path} is not a dft_operators model card (format "
+                              f"{card.get('format') if isinstance(card, dict) else None!r})")
     if card.get("version", 0) > CARD_VERSION:
         raise CheckpointError(f"{path} has card version {card['version']}; upgrade dft_operators to read it")
     return card

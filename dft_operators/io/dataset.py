@@ -231,15 +231,20 @@ class Dataset:
         self.ids = sorted(self._where)
 
     def _file(self, shard: int) -> h5py.File:
-        if shard not in self._files:
+        if shard not in self._files:  # the constructor opened every shard once: a failure here is not new
             self._files[shard] = h5py.File(os.path.join(self.path, self.shards[shard]), "r")
         return self._files[shard]
 
     def _group(self, rid: str) -> h5py.Group:
+        if rid not in self._where:
+            raise DatasetError(f"{self.path}: no record {rid!r}")
+        shard = self._where[rid]
         try:
-            return self._file(self._where[rid])["records"][rid]
-        except KeyError:
-            raise DatasetError(f"{self.path}: no record {rid!r}") from None
+            return self._file(shard)["records"][rid]
+        except (KeyError, OSError) as err:  # listed in the manifest, not readable in its shard
+            raise DatasetError(f"{os.path.join(self.path, self.shards[shard])}: record {rid} is missing or damaged "
+                               f"({err}); restore that shard from a copy, or generate the dataset again into a new "
+                               "directory") from None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -255,6 +260,9 @@ class Dataset:
         except KeyError as err:
             raise DatasetError(f"{self.path}: field missing in record {rid} ({err}); generate with the kind "
                                f"that makes it (kinds here: {self.metadata.get('kinds')})") from None
+        except OSError as err:  # a damaged chunk
+            raise DatasetError(f"{g.file.filename}: record {rid} cannot be read ({err}); restore that shard from a "
+                               "copy, or generate the dataset again into a new directory") from None
 
     def record(self, rid: str) -> dict:
         """All arrays ({"grid/rho": ...}) and attributes of one record."""
