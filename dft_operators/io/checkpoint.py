@@ -37,13 +37,15 @@ def load_params(directory: str, like=None):
     path = os.path.abspath(os.path.join(directory, "params"))
     if not os.path.isdir(path):
         raise CheckpointError(f"{directory} has no saved weights (params/ missing)")
+    checkpointer = ocp.StandardCheckpointer()
     try:
-        checkpointer = ocp.StandardCheckpointer()
         if like is None:
             return checkpointer.restore(path)
         return checkpointer.restore(path, jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like))
     except Exception as err:  # orbax raises many types for damaged folders
         raise CheckpointError(f"cannot restore weights from {path}: {type(err).__name__}: {err}") from None
+    finally:  # a failed restore leaves reads in flight that would call into a closed event loop at exit
+        checkpointer.close()
 
 
 def export_model(directory: str, target: str, **card_entries) -> None:
