@@ -6,8 +6,8 @@ each is one library call of the command line (see ``cli.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -144,10 +144,9 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
         ids = set(ids)
         return sorted({label for i, label in zip(ds.ids, labels) if i in ids})
 
-    train_numbers = np.concatenate([ds.read(i, ["numbers"])["numbers"] for i in train_ids])
     card = {"kind": kind, "model_config": dataclasses.asdict(setup.model_config),
             "task": dataclasses.asdict(setup.task), "level": ds.metadata["level"],
-            "elements": [SYMBOLS[z] for z in sorted(set(train_numbers.tolist()))],
+            "elements": [SYMBOLS[z] for z in ds.elements(train_ids)],
             "data_fingerprint": ds.fingerprint(), **card_entries,
             "molecules": {"train": molecules_of(train_ids, keys), "val": molecules_of(val_ids, keys)},
             "split": {"train_molecules": molecules_of(train_ids, names), "val_molecules": molecules_of(val_ids, names)}}
@@ -284,8 +283,7 @@ def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dic
     ds = Dataset(data)
     model.check_level(ds.metadata["level"], f"dataset {data}")
     ids = ds.ids if ids is None else ids
-    numbers = np.unique(np.concatenate([ds.read(i, ["numbers"])["numbers"] for i in ids]))
-    model.check_elements([SYMBOLS[z] for z in numbers], f"dataset {data}")
+    model.check_elements([SYMBOLS[z] for z in ds.elements(ids)], f"dataset {data}")
     kind_workflow = workflow(model.kind)[0]
     with model.weights_checked():
         objective, arrays = kind_workflow.evaluation_data(model.card, ds, ids, model.module)

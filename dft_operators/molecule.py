@@ -246,6 +246,11 @@ def builtin_names() -> list[str]:
     return list(_builtin_table())
 
 
+def free_atom(number: int) -> Molecule:
+    """One neutral atom at the origin, with the spin of its odd or even electron count (2S = 0 or 1)."""
+    return Molecule(np.array([number]), np.zeros((1, 3)), 0, number % 2, name=f"atom-{number}")
+
+
 def builtin(name: str) -> Molecule:
     """A built-in molecule by name (``dft-operators`` lists them in errors), positions in Bohr."""
     table = _builtin_table()

@@ -118,7 +118,7 @@ def main():
           f"rho0 on the test records: {baseline:.2f} % NMAE", flush=True)
     smallest, _ = api.split(ds, api.TrainSetup.resolve(args.kinds[0], run_config(args.kinds[0], min(args.sizes), test,
                                                                                 val, args.samples)))
-    seen = {int(z) for rid in smallest for z in ds.read(rid, ["numbers"])["numbers"]}
+    seen = set(ds.elements(smallest))
     if not TEST_ELEMENTS <= seen:
         raise SystemExit(f"error: the smallest training set ({min(args.sizes)} molecules) lacks elements "
                          f"{sorted(TEST_ELEMENTS - seen)} of the test set; try another --seed")

@@ -284,6 +284,11 @@ class Dataset:
         except KeyError:
             raise DatasetError(f"{self.path}: records have no attribute {name!r}") from None
 
+    def elements(self, ids: list[str] | None = None) -> list[int]:
+        """The atomic numbers present in the records (all, or ``ids``), ascending."""
+        ids = self.ids if ids is None else ids
+        return sorted({int(z) for rid in ids for z in self.read(rid, ["numbers"])["numbers"]})
+
     def molecule_keys(self, ids: list[str] | None = None) -> list[str]:
         """What identifies each record's molecule (canonical SMILES, else its name), [n_records]."""
         ids = self.ids if ids is None else ids

@@ -23,7 +23,7 @@ import pyscf
 from pyscf import dft
 
 from dft_operators import cache
-from dft_operators.molecule import Molecule
+from dft_operators.molecule import Molecule, free_atom
 from dft_operators.reference.level import Level, build_mole, level_electrons
 from dft_operators.reference.scf import atomic_guess
 
@@ -60,7 +60,7 @@ def _radial_table(number: int, level: Level) -> dict[str, np.ndarray | float]:
 
 
 def _compute_table(number: int, level: Level) -> dict[str, np.ndarray | float]:
-    atom = Molecule(np.array([number]), np.zeros((1, 3)), 0, number % 2, name=f"atom-{number}")
+    atom = free_atom(number)
     mol = build_mole(atom, level)
     points = (_RADII[:, None, None] * _DIRECTIONS[None]).reshape(-1, 3)
     ao = dft.numint.eval_ao(mol, points)
@@ -83,13 +83,11 @@ class AtomicFields:
         self.tables = [_radial_table(int(z), level) for z in molecule.numbers]
         self.scale = level_electrons(molecule, level) / sum(t["electrons"] for t in self.tables)
 
-    def at(self, points: np.ndarray, gradient: bool = False) -> dict[str, np.ndarray]:
-        """{"rho": rho_atoms [n] (electrons/Bohr^3), "v": v_atoms = int rho_atoms(r') / |r - r'| dr' [n]
-        (Hartree), with ``gradient`` "grad": grad rho_atoms [n, 3]} at points [n, 3]."""
+    def at(self, points: np.ndarray, fields=("rho", "v")) -> dict[str, np.ndarray]:
+        """Some of {"rho": rho_atoms [n] (electrons/Bohr^3), "v": v_atoms = int rho_atoms(r') / |r - r'| dr' [n]
+        (Hartree), "grad": grad rho_atoms [n, 3]} at points [n, 3]: those named in ``fields``."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        out = {"rho": np.zeros(len(points)), "v": np.zeros(len(points))}
-        if gradient:
-            out["grad"] = np.zeros((len(points), 3))
+        out = {name: np.zeros(points.shape if name == "grad" else len(points)) for name in fields}
         for position, table in zip(self.positions, self.tables):
             offset = points - position
             r = np.maximum(np.linalg.norm(offset, axis=1), _RADII[0])
@@ -101,15 +99,17 @@ class AtomicFields:
             def lookup(values):
                 return np.where(inside, values[i] * (1 - f) + values[i + 1] * f, 0.0)
 
-            out["rho"] += lookup(table["rho"])
-            out["v"] += np.where(inside, lookup(table["v"]), table["electrons"] / r)
-            if gradient:
+            if "rho" in out:
+                out["rho"] += lookup(table["rho"])
+            if "v" in out:
+                out["v"] += np.where(inside, lookup(table["v"]), table["electrons"] / r)
+            if "grad" in out:
                 out["grad"] += (lookup(table["drho"]) / r)[:, None] * offset
         return {k: self.scale * v for k, v in out.items()}
 
     def density(self, points: np.ndarray) -> np.ndarray:
         """rho_atoms at points [n, 3], [n] electrons/Bohr^3."""
-        return self.at(points)["rho"]
+        return self.at(points, ("rho",))["rho"]
 
 
 def atomic_density_on_box(molecule: Molecule, level: Level, grid) -> np.ndarray:

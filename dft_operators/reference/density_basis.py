@@ -18,7 +18,7 @@ import functools
 import numpy as np
 from pyscf import dft, gto
 
-from dft_operators.molecule import Molecule
+from dft_operators.molecule import Molecule, free_atom
 from dft_operators.reference.fields import fit_coefficients
 from dft_operators.reference.level import Level, build_mole, level_electrons
 from dft_operators.reference.scf import atomic_guess
@@ -27,16 +27,12 @@ from dft_operators.reference.scf import atomic_guess
 _MOMENT_GRID_LEVEL = 7
 
 
-def _free_atom(number: int) -> Molecule:
-    return Molecule(np.array([number]), np.zeros((1, 3)), 0, number % 2, name=f"atom-{number}")
-
-
 @functools.lru_cache(maxsize=128)
 def free_atom_coefficients(number: int, level: Level) -> np.ndarray:
     """The free, spherically averaged atom's density (PySCF's atomic guess) fitted onto its own auxiliary
     functions in the Coulomb metric and scaled to integrate to its electron count (all electrons, or the
     valence with a pseudopotential), [n_f] in PySCF's order; read-only (cached per element and level)."""
-    atom = _free_atom(number)
+    atom = free_atom(number)
     fit = fit_coefficients(atomic_guess(atom, level), level.aux_basis)
     # The Coulomb-metric fit misses the count by up to 1 % (H); scale it to exactly the atom's electrons.
     count = fit["aux_integrals"] @ fit["coefficients"]
@@ -57,7 +53,7 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
       "atomic_coefficients" [n_f] the free atom's Coulomb-metric fit, scaled to integrate to its electron
       count (all electrons, or the valence with a pseudopotential).
     """
-    atom = _free_atom(number)
+    atom = free_atom(number)
     auxmol = build_mole(atom, level, basis=level.aux_basis)
     ls = np.array([auxmol.bas_angular(s) for s in range(auxmol.nbas) for _ in range(auxmol.bas_nctr(s))])
     grid = dft.gen_grid.Grids(auxmol)

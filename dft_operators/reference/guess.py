@@ -119,7 +119,7 @@ def _potential_matrix(mf, grids, atoms: AtomicFields, grid: UniformGrid, delta: 
     matrix = np.zeros((mol.nao, mol.nao))
     exc = rho_vxc = hartree = 0.0
     for ao, mask, w, block in ni.block_loop(mol, grids, mol.nao, deriv=int(gga)):
-        atomic = atoms.at(block, gradient=gga)
+        atomic = atoms.at(block, ("rho", "v", "grad") if gga else ("rho", "v"))
         rho = (atomic["rho"] + delta_at(block))[None]  # [1, b]
         if gga:
             rho = np.concatenate([rho, atomic["grad"].T + np.stack([g(block) for g in delta_gradient])])  # [4, b]
