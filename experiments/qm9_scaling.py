@@ -6,13 +6,13 @@ molecules, C/H/N/O only, the same for every run and in no training set), a valid
 picks each run's best epoch) and the pool the training sets are drawn from; the training sets are nested
 (the first N of one seeded order of the pool: ``train.max_train_molecules``). Each run sees about the same
 number of samples (``--samples``: epochs = samples / N), so small sets get more epochs. Every run is a normal
-``dft-operators train`` into ``<workdir>/<kind>-<N>`` and resumes after a kill; evaluation is ``api.evaluate``
+``dft-operators train`` into ``<workdir>/<variant>-<N>`` and resumes after a kill; evaluation is ``api.evaluate``
 on the test records. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
 field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
 compare trends, not digits.
 
 Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/dft_runs/qm9_scaling
-       [--sizes 30 100 300 1000] [--kinds fno deepscf] [--samples 6000]
+       [--sizes 30 100 300 1000] [--variants deepscf fno_delta fno] [--samples 6000]
   -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
      the N extrapolated for 1 %). On a GPU the same command trains there (JAX picks the device).
 """
@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 
 import numpy as np
 
@@ -31,7 +30,10 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.training import metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = {kind: os.path.join(HERE, "configs", f"{kind}_qm9.json") for kind in ("fno", "deepscf")}
+# variant -> (model kind, config): the paper's potential-to-density FNO, the FNO Delta-learning on top of
+# rho0 (potential and rho0 in, the "delta" head), DeepSCF
+VARIANTS = {"fno": ("fno", "fno_qm9.json"), "fno_delta": ("fno", "fno_delta_qm9.json"),
+            "deepscf": ("deepscf", "deepscf_qm9.json")}
 TEST_ELEMENTS = {1, 6, 7, 8}
 
 
@@ -47,9 +49,9 @@ def fixed_sets(ds: Dataset, n_test: int, n_val: int, seed: int) -> tuple[list[st
     return test, val
 
 
-def run_config(kind: str, size: int, test: list[str], val: list[str], samples: int) -> dict:
-    """The training config of one run: the kind's QM9 config with the split and the epoch budget."""
-    with open(CONFIGS[kind]) as f:
+def run_config(variant: str, size: int, test: list[str], val: list[str], samples: int) -> dict:
+    """The training config of one run: the variant's QM9 config with the split and the epoch budget."""
+    with open(os.path.join(HERE, "configs", VARIANTS[variant][1])) as f:
         config = json.load(f)
     config["train"]["epochs"] = max(1, math.ceil(samples / size))
     return {**config, "held_out": val, "exclude": test, "max_train_molecules": size}
@@ -79,15 +81,15 @@ def plot(path: str, results: dict, baseline: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for kind, runs in results.items():
+    for variant, runs in results.items():
         sizes = [r["train_molecules"] for r in runs]
         nmae = [r["test_nmae_percent"] for r in runs]
-        line, = ax.loglog(sizes, nmae, "o-", label=kind)
+        line, = ax.loglog(sizes, nmae, "o-", label=variant)
         if len(runs) >= 2:
             fit = power_law(sizes, nmae)
             grid = np.geomspace(min(sizes), max(sizes), 50)
             ax.loglog(grid, fit["prefactor"] * grid ** fit["exponent"], "--", color=line.get_color(),
-                      label=f"{kind} fit: N^{fit['exponent']:.2f}")
+                      label=f"{variant} fit: N^{fit['exponent']:.2f}")
     ax.axhline(baseline, color="gray", lw=1, label=f"rho0 (atomic guess) {baseline:.1f} %")
     ax.set_xlabel("QM9 training molecules")
     ax.set_ylabel("held-out density NMAE (%)")
@@ -101,7 +103,7 @@ def main():
     parser.add_argument("--data", default=os.path.expanduser("~/dft_data/qm9_grid"))
     parser.add_argument("--workdir", default=os.path.expanduser("~/dft_runs/qm9_scaling"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300, 1000])
-    parser.add_argument("--kinds", nargs="+", default=["fno", "deepscf"], choices=sorted(CONFIGS))
+    parser.add_argument("--variants", nargs="+", default=["deepscf", "fno_delta", "fno"], choices=sorted(VARIANTS))
     parser.add_argument("--test", type=int, default=100, help="test molecules (C/H/N/O, in no training set)")
     parser.add_argument("--val", type=int, default=40, help="validation molecules (best epoch)")
     parser.add_argument("--samples", type=int, default=6000, help="training samples per run (epochs = samples / N)")
@@ -116,45 +118,55 @@ def main():
     baseline = rho0_nmae(ds, test_ids)
     print(f"{len(ds)} records; test {len(test)} molecules ({len(test_ids)} records), validation {len(val)}; "
           f"rho0 on the test records: {baseline:.2f} % NMAE", flush=True)
-    smallest, _ = api.split(ds, api.TrainSetup.resolve(args.kinds[0], run_config(args.kinds[0], min(args.sizes), test,
-                                                                                val, args.samples)))
+    first = args.variants[0]
+    smallest, _ = api.split(ds, api.TrainSetup.resolve(VARIANTS[first][0], run_config(first, min(args.sizes), test,
+                                                                                      val, args.samples)))
     seen = set(ds.elements(smallest))
     if not TEST_ELEMENTS <= seen:
         raise SystemExit(f"error: the smallest training set ({min(args.sizes)} molecules) lacks elements "
                          f"{sorted(TEST_ELEMENTS - seen)} of the test set; try another --seed")
-    results = {}
-    for kind in args.kinds:
-        results[kind] = []
-        for size in sorted(args.sizes):
-            config = run_config(kind, size, test, val, args.samples)
-            setup = api.TrainSetup.resolve(kind, config)
-            train_ids, _ = api.split(ds, setup)
-            out = os.path.join(args.workdir, f"{kind}-{size}")
-            start = time.perf_counter()
-            summary = api.train(kind, args.data, out, config, progress=False)
-            wall = time.perf_counter() - start
-            evaluation = api.evaluate(out, args.data, test_ids)
-            run = {"train_molecules": size, "train_records": len(train_ids), "epochs": setup.train_config.epochs,
-                   "best_epoch": summary.get("best_epoch"), "wall_seconds_this_call": wall,
-                   "test_nmae_percent": evaluation["nmae_percent"], "test_records": evaluation["records"],
-                   "model": out, "train_config": dataclasses.asdict(setup.train_config)}
-            results[kind].append(run)
-            print(f"{kind} N={size}: {run['epochs']} epochs, {wall / 60:.1f} min this call, test NMAE "
-                  f"{run['test_nmae_percent']:.2f} %", flush=True)
-    fits = {kind: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
-            for kind, runs in results.items() if len(runs) >= 2}
     qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
     report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"], "samples_per_run": args.samples,
               "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
-              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": results, "fits": fits}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1, default=str)
-    plot(os.path.splitext(args.out)[0] + ".png", results, baseline)
-    for kind, fit in fits.items():
-        print(f"{kind}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about {fit['molecules_for_1_percent'] or float('inf'):.3g}"
-              " molecules")
+              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": {}, "fits": {}}
+    for variant in args.variants:
+        report["runs"][variant] = []
+        for size in sorted(args.sizes):
+            report["runs"][variant].append(train_and_test(variant, size, ds, test, val, test_ids, args))
+            write_report(args.out, report)  # after every run: a killed study keeps what it measured
 
+
+def train_and_test(variant: str, size: int, ds: Dataset, test, val, test_ids, args) -> dict:
+    """One point of the study: train (or resume) the run, evaluate it on the test records."""
+    kind = VARIANTS[variant][0]
+    config = run_config(variant, size, test, val, args.samples)
+    setup = api.TrainSetup.resolve(kind, config)
+    train_ids, _ = api.split(ds, setup)
+    out = os.path.join(args.workdir, f"{variant}-{size}")
+    summary = api.train(kind, args.data, out, config, progress=False)
+    with open(os.path.join(out, "log.jsonl")) as f:
+        wall = sum(json.loads(line)["seconds"] for line in f)  # every epoch, also those of earlier calls
+    evaluation = api.evaluate(out, args.data, test_ids)
+    run = {"train_molecules": size, "train_records": len(train_ids), "epochs": setup.train_config.epochs,
+           "best_epoch": summary.get("best_epoch"), "train_wall_seconds": wall,
+           "test_nmae_percent": evaluation["nmae_percent"], "test_records": evaluation["records"],
+           "model": out, "train_config": dataclasses.asdict(setup.train_config)}
+    print(f"{variant} N={size}: {run['epochs']} epochs, {wall / 60:.1f} min training, test NMAE "
+          f"{run['test_nmae_percent']:.2f} %", flush=True)
+    return run
+
+
+def write_report(path: str, report: dict) -> None:
+    """The JSON report with power-law fits of the variants that have two or more points, and the PNG."""
+    report["fits"] = {variant: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
+                      for variant, runs in report["runs"].items() if len(runs) >= 2}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    plot(os.path.splitext(path)[0] + ".png", report["runs"], report["rho0_test_nmae_percent"])
+    for variant, fit in report["fits"].items():
+        print(f"{variant}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about "
+              f"{fit['molecules_for_1_percent'] or float('inf'):.3g} molecules", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -4,12 +4,15 @@ The map is potential -> density on a periodic box (``grids.UniformGrid``), both 
 
     lift:     h_0(x)     = A [f(x), r(x)]                         (pointwise; r = 3 box coordinates)
     layer t:  h_{t+1}(x) = gelu(K_t h_t (x) + W_t h_t(x))         (no gelu after the last layer)
-    project:  rho(x)     = softplus(Q_2 gelu(Q_1 h_L(x)))          (non-negative)
+    project:  rho(x)     = softplus(Q_2 gelu(Q_1 h_L(x)))          (non-negative; head "density")
+              drho(x)    = s Q_2 gelu(Q_1 h_L(x))                  (signed; head "delta", s = DELTA_SCALE)
 
 with K_t the spectral convolution of ``nn.spectral`` and W_t, A, Q pointwise (1x1) Dense layers, the
 W_t h_t term being the layer's residual (skip) path. No weight has a grid-sized shape, so one set of
 weights evaluates on every resolution of the same box. ``normalise`` then scales rho to the electron
-count, which absorbs the arbitrary units of the network output.
+count, which absorbs the arbitrary units of the network output. The "delta" head is for Delta-learning
+on top of the atomic-density guess (the workflow adds rho0 and normalises): the pure potential-to-density
+map of the paper is the "density" head.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from dft_operators.grids import spectral_resample
 from dft_operators.nn.spectral import SpectralConv3D, check_modes
 
 
+HEADS = ("density", "delta")
+# Output scale of the "delta" head (electrons/Bohr^3): about the size of rho - rho0 in valence densities.
+DELTA_SCALE = 0.03
+
+
 @dataclasses.dataclass(frozen=True)
 class FNOConfig:
     """Hyperparameters of the V2Rho-FNO (saved beside its weights)."""
@@ -36,6 +44,11 @@ class FNOConfig:
     n_layers: int = 4  # Fourier layers
     lifting_width: int = 64  # hidden width of the projection MLP
     in_channels: int = 1  # input fields (the screened ionic potential; 2 when the atomic-density guess is added)
+    head: str = "density"  # "density": non-negative rho; "delta": signed rho - rho0 (a residual task)
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"unknown FNO head {self.head!r}; choose from {HEADS}")
 
     @staticmethod
     def tiny() -> "FNOConfig":
@@ -81,16 +94,18 @@ class FNO(nn.Module):
       modes: kept Fourier modes per axis and sign (the same on x, y, z).
       n_layers: Fourier layers.
       lifting_width: hidden width of the projection MLP.
+      head: "density" (non-negative output) or "delta" (signed, scaled by ``DELTA_SCALE``).
     """
 
     width: int
     modes: int
     n_layers: int
     lifting_width: int
+    head: str = "density"
 
     @nn.compact
     def __call__(self, fields: jax.Array, out_shape: Sequence[int] | None = None) -> jax.Array:
-        """Density on the box, in arbitrary units (scale it with ``normalise``).
+        """Density on the box in arbitrary units (scale it with ``normalise``), or rho - rho0 (head "delta").
 
         Args:
           fields: input fields [batch, nx, ny, nz, c_in] on a periodic box (the screened ionic potential in
@@ -99,7 +114,8 @@ class FNO(nn.Module):
             inputs spectrally (band-limited interpolation) to ``out_shape`` and runs the whole network
             there, so the result is the same as calling the model on inputs sampled on the finer grid.
         Returns:
-          non-negative density [batch, mx, my, mz] (``out_shape``, or the input grid when None).
+          [batch, mx, my, mz] (``out_shape``, or the input grid when None): a non-negative density, or
+          delta rho in electrons/Bohr^3 for the "delta" head.
         Raises:
           ValueError: when the grid has no more than 2 * modes points along some axis.
         """
@@ -116,8 +132,11 @@ class FNO(nn.Module):
             if t < self.n_layers - 1:
                 h = gelu(h)
         h = gelu(nn.Dense(self.lifting_width, name="projection_hidden")(h))
-        density = nn.softplus(nn.Dense(1, name="projection_out")(h))  # [batch, nx, ny, nz, 1]
-        return density[..., 0]  # [batch, nx, ny, nz]
+        if self.head == "density":
+            return nn.softplus(nn.Dense(1, name="projection_out")(h)[..., 0])  # [batch, nx, ny, nz]
+        # zero-initialised: an untrained delta head predicts rho0 itself, not rho0 plus noise on the whole box
+        zeros = nn.initializers.zeros
+        return DELTA_SCALE * nn.Dense(1, kernel_init=zeros, bias_init=zeros, name="projection_out")(h)[..., 0]
 
 
 def create_fno(config: FNOConfig) -> FNO:
@@ -126,7 +145,8 @@ def create_fno(config: FNOConfig) -> FNO:
     ``config.in_channels`` fixes the input width through the parameters made by ``init``; the module takes
     its input channels from the data.
     """
-    return FNO(width=config.width, modes=config.modes, n_layers=config.n_layers, lifting_width=config.lifting_width)
+    return FNO(width=config.width, modes=config.modes, n_layers=config.n_layers, lifting_width=config.lifting_width,
+               head=config.head)
 
 
 def normalise(density: jax.Array, n_electrons: jax.Array, voxel_volume) -> jax.Array:

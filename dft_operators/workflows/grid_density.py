@@ -9,7 +9,8 @@ network's input in training, evaluation and prediction.  The network's output be
 prediction integrates to N exactly:
 
     direct   (V2Rho-FNO): rho = N * out / (sum(out) dV)                   (``out`` >= 0 by the model)
-    residual (DeepSCF):   rho = N * r / (sum(r) dV),  r = max(rho0 + out, 0)   (``out`` is delta rho)
+    residual (DeepSCF, the FNO's "delta" head):
+                          rho = N * r / (sum(r) dV),  r = max(rho0 + out, 0)   (``out`` is delta rho)
 
 Loss: the NMAE (as a fraction), the metric the field reports.
 """
@@ -277,8 +278,17 @@ def objective(module, spec: InputSpec) -> Objective:
     return Objective(init, per_sample, augment=augment)
 
 
+def check_head(task: GridTask, module) -> None:
+    """Refuses an FNO whose output head does not fit the task: a residual task needs the signed "delta" head
+    (``model.head``), a direct one the non-negative "density" head."""
+    if isinstance(module, fno.FNO) and (module.head == "delta") != task.residual:
+        raise ValueError(f"the FNO's {module.head!r} head does not fit a task with residual={task.residual}: "
+                         'set model.head to "delta" with task.residual true, or "density" with it false')
+
+
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTask, module):
     """(objective, train source, validation source or None, card entries) for the training loop."""
+    check_head(task, module)
     train = GridSource(ds, train_ids, task)
     settings = ds.metadata["settings"]
     unit = InputSpec(task, Normaliser.identity(task.in_channels), float(settings["spacing"]),
