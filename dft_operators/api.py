@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import json
 import os
 import re
 import time
@@ -18,101 +16,21 @@ import flax
 import jax
 import numpy as np
 
-from dft_operators import models, physics, reference, units
-from dft_operators.data.splits import first_molecules, split_by_molecule
+from dft_operators import kinds, models, physics, reference, units
 from dft_operators.grids import UniformGrid
 from dft_operators.io import cards, checkpoint, cube
 from dft_operators.io.dataset import Dataset
 from dft_operators.level import level_differences
 from dft_operators.molecule import SYMBOLS, Molecule
 from dft_operators.training import loop, sharding
-from dft_operators.training.config import TrainConfig
-# kind -> (workflow module under dft_operators.workflows, its task dataclass); a workflow provides prepare,
-# evaluation_data, predict. Imported when first used: a grid model's start-up never loads e3nn-jax.
-_WORKFLOWS = {"fno": ("grid_density", "GridTask"), "deepscf": ("grid_density", "DeepSCFTask"),
-              "kineticnet": ("kinetic", "KineticTask"), "densnet": ("densnet", "DensityTask")}
-KINDS = tuple(_WORKFLOWS)
+from dft_operators.training.setup import TrainSetup, split
+from dft_operators.workflows import Workflow
+KINDS = tuple(kinds.KINDS)
 
 
-def workflow(kind: str):
-    """(the workflow module of a model kind, its task dataclass)."""
-    if kind not in _WORKFLOWS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(KINDS)}")
-    module = importlib.import_module(f"dft_operators.workflows.{_WORKFLOWS[kind][0]}")
-    return module, getattr(module, _WORKFLOWS[kind][1])
-
-
-def _read_config(config: dict | str | None) -> dict:
-    if config is None:
-        return {}
-    if isinstance(config, dict):
-        return config
-    with open(config) as f:
-        return json.load(f)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSetup:
-    """Everything ``train`` resolves from a config: model, training and task settings, the split."""
-
-    kind: str
-    model_config: object
-    train_config: TrainConfig
-    task: object
-    held_out: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
-    max_train_molecules: int | None = None
-
-    @staticmethod
-    def resolve(kind: str, config: dict | str | None) -> "TrainSetup":
-        """From a JSON file or dict with optional keys preset ('default'|'tiny'), model, train, task, held_out
-        (validation molecules), exclude (molecules neither side may use: a test set) and max_train_molecules
-        (train on that many of the training side's molecules, a nested seeded draw)."""
-        c = _read_config(config)
-        unknown = set(c) - {"preset", "model", "train", "task", "held_out", "exclude", "max_train_molecules"}
-        if unknown:
-            raise ValueError(f"unknown config section(s) {sorted(unknown)}")
-        preset = c.get("preset", "default")
-        if preset not in ("default", "tiny"):
-            raise ValueError(f"unknown preset {preset!r}; choose default or tiny")
-        task = workflow(kind)[1](**_known_fields(workflow(kind)[1], c.get("task", {}), "task"))
-        channels = {"in_channels": task.in_channels} if hasattr(task, "in_channels") else {}
-        model_values = {**channels, **c.get("model", {})}
-        train_base = TrainConfig.tiny() if preset == "tiny" else TrainConfig()
-        return TrainSetup(kind, models.model_config(kind, model_values, preset),
-                          dataclasses.replace(train_base, **_known_fields(TrainConfig, c.get("train", {}), "train")),
-                          task, tuple(c["held_out"]) if c.get("held_out") else None, tuple(c.get("exclude", ())),
-                          c.get("max_train_molecules"))
-
-
-def _known_fields(cls, values: dict, section: str) -> dict:
-    """``values`` if every key is a field of the dataclass ``cls``, else a ValueError naming the strangers."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"unknown {section} config field(s) {unknown}; fields: {sorted(fields)}")
-    return values
-
-
-def split(ds: Dataset, setup: TrainSetup) -> tuple[list[str], list[str]]:
-    """(training, validation) record ids of a dataset under a setup's held_out, exclude and
-    max_train_molecules (names or canonical SMILES; whole molecules on each side)."""
-    names, keys = [str(n) for n in ds.attribute("name")], ds.molecule_keys()
-
-    def matching(wanted):  # names or SMILES -> the molecule keys they name
-        return {k for n, k in zip(names, keys) if n in wanted or k in wanted}
-
-    excluded = matching(setup.exclude)
-    kept = [k not in excluded for k in keys]
-    held_out = None if setup.held_out is None else sorted(matching(setup.held_out))
-    train_ids, val_ids = split_by_molecule([i for i, ok in zip(ds.ids, kept) if ok],
-                                           [k for k, ok in zip(keys, kept) if ok], setup.train_config.val_fraction,
-                                           setup.train_config.seed, held_out)
-    if setup.max_train_molecules is not None:
-        key_of = dict(zip(ds.ids, keys))
-        train_ids = first_molecules(train_ids, [key_of[i] for i in train_ids], setup.max_train_molecules,
-                                    setup.train_config.seed)
-    return train_ids, val_ids
+def workflow(kind: str) -> Workflow:
+    """The workflow of a model kind (``kinds.KINDS``), imported when first used."""
+    return kinds.kind(kind).workflow_module()
 
 
 def train(kind: str, data: str, out: str, config: dict | str | None = None, until_epoch: int | None = None,
@@ -137,7 +55,7 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
         raise ValueError(f"{data}: no training records left after the split ({len(val_ids)} validation records, "
                          f"{len(setup.exclude)} molecules excluded)")
     module = models.create_model(kind, setup.model_config)
-    objective, train_arrays, val_arrays, card_entries = workflow(kind)[0].prepare(
+    objective, train_arrays, val_arrays, card_entries = workflow(kind).prepare(
         ds, train_ids, val_ids, setup.task, module)
 
     def molecules_of(ids, labels):
@@ -224,7 +142,7 @@ def load_model(model: str) -> Model:
                                          f"(shipped: {', '.join(names) or 'none'})")
     card = checkpoint.load_card(directory)
     cards.check_model_card(card, directory)
-    if card["kind"] not in KINDS:
+    if card["kind"] not in kinds.KINDS:
         raise checkpoint.CheckpointError(f"{directory}: unknown model kind {card['kind']!r}")
     try:
         config = models.model_config(card["kind"], card["model_config"])
@@ -261,8 +179,8 @@ def predict(model: Model | str, molecule: Molecule | list[Molecule], cube_path: 
     model.check_elements(molecule.symbols, molecule.name)
     start = time.perf_counter()
     with model.weights_checked():
-        out = workflow(model.kind)[0].predict(model.card, model.module, model.params, molecule, model.level,
-                                              **options)
+        out = workflow(model.kind).predict(model.card, model.module, model.params, molecule, model.level,
+                                           **options)
     out["seconds"] = time.perf_counter() - start
     if cube_path:
         cube.write_cube(cube_path, out["grid"], out["density"], molecule,
@@ -284,13 +202,8 @@ def evaluate(model: Model | str, data: str, ids: list[str] | None = None) -> dic
     model.check_level(ds.metadata["level"], f"dataset {data}")
     ids = ds.ids if ids is None else ids
     model.check_elements([SYMBOLS[z] for z in ds.elements(ids)], f"dataset {data}")
-    kind_workflow = workflow(model.kind)[0]
     with model.weights_checked():
-        objective, arrays = kind_workflow.evaluation_data(model.card, ds, ids, model.module)
-        result = loop.evaluate_objective(objective, model.params, arrays, batch_size=4)
-        if model.kind == "densnet":  # its density lives in a basis: NMAE on each geometry's quadrature
-            result["nmae_percent"] = kind_workflow.records_nmae(model.card, model.module, model.params, ds, ids)
-    result.pop("loss", None)
+        result = workflow(model.kind).metrics(model.card, model.module, model.params, ds, ids)
     return {**result, "records": len(ids)}
 
 
@@ -300,7 +213,7 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
     ``model`` is a classical kinetic functional ('tf', 'vw', 'tfvw' = TF + vW/9; all-electron LDA in
     def2-svp) or a KineticNet model (shipped name or directory; its level of theory).
     Returns {"energy" Hartree, "terms" {name: Hartree}, "iterations", "converged", "seconds", "n_electrons",
-    "kinetic", "level"}; with ``cube_path`` the density is written there (0.2 Bohr box, 5 Bohr margin).
+    "kinetic", "level"}; with ``cube_path`` the density is written there (0.2 Bohr box, ``grids.DENSITY_MARGIN``).
     """
     start = time.perf_counter()
     if isinstance(model, str) and model in physics.CLASSICAL:
@@ -311,11 +224,12 @@ def ofdft(molecule: Molecule, model: Model | str = "vw", cube_path: str | None =
             raise ValueError(f"{model.name} is a {model.kind} model; orbital-free DFT needs a kineticnet model")
         model.check_elements(molecule.symbols, molecule.name)
         level, functional, name = model.level, (model.module, model.params), model.name
-    kinetic = workflow("kineticnet")[0]
+    from dft_operators.workflows import kinetic
+
     with model.weights_checked() if isinstance(model, Model) else contextlib.nullcontext():
         result = kinetic.solve_ofdft(molecule, functional, level, grid_level)
     if cube_path:
-        grid = UniformGrid.around(molecule.positions, 0.2, 5.0)
+        grid = UniformGrid.around(molecule.positions, 0.2)
         cube.write_cube(cube_path, grid, kinetic.density_on_box(result, molecule, level, grid), molecule,
                         comment=f"orbital-free density with {name} (e/Bohr^3)")
     return {"energy": result["energy"], "terms": result["terms"], "iterations": result["iterations"],
@@ -333,6 +247,13 @@ def _densnet(model: Model | str, molecule: Molecule | None = None) -> Model:
     return model
 
 
+def _potential(model: Model, molecule: Molecule):
+    """The energy function of a DenSNet model on a molecule's elements (``workflows.densnet``)."""
+    from dft_operators.workflows import densnet
+
+    return densnet.molecule_potential(model.card, model.module, model.params, molecule)
+
+
 def _float64(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x, tree)
 
@@ -343,21 +264,20 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
     """Molecular dynamics on a DenSNet potential-energy surface, with dipoles along the way.
 
     Runs in float64 (energy conservation is measured to 1e-8 Hartree, below float32's rounding of a total
-    energy). Returns {"trajectory": dynamics.Trajectory, "energy_drift" Hartree, "energy_drift_kcal_mol",
+    energy). Returns {"trajectory": md.trajectory.Trajectory, "energy_drift" Hartree, "energy_drift_kcal_mol",
     "energy_fluctuation" (std of the total energy, Hartree), "mean_temperature_k", "steps", "seconds",
-    "out"}; with ``out`` the trajectory is saved there (.npz, see ``dynamics.load_trajectory``).
+    "out"}; with ``out`` the trajectory is saved there (.npz, see ``md.trajectory.load_trajectory``).
     """
-    from dft_operators import dynamics
+    from dft_operators.md import integrators
 
     model = _densnet(model, molecule)
     start = time.perf_counter()
     with jax.enable_x64(True):
-        potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
-                                                                         molecule))
-        traj = dynamics.run_md(potential, molecule.numbers, molecule.positions, molecule.masses, steps=steps,
-                               dt_fs=dt_fs, temperature_k=temperature_k, thermostat=thermostat,
-                               friction_per_ps=friction_per_ps, key=jax.random.PRNGKey(seed),
-                               record_every=record_every, progress=progress)
+        potential = _float64(_potential(model, molecule))
+        traj = integrators.run_md(potential, molecule.numbers, molecule.positions, molecule.masses, steps=steps,
+                                  dt_fs=dt_fs, temperature_k=temperature_k, thermostat=thermostat,
+                                  friction_per_ps=friction_per_ps, key=jax.random.PRNGKey(seed),
+                                  record_every=record_every, progress=progress)
     if out:
         traj.save(out)
     return {"trajectory": traj, "energy_drift": traj.energy_drift,
@@ -369,28 +289,29 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
 def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_relative: float = 0.05,
        reference_peaks: list[tuple[float, float]] | None = None, max_lag_fs: float | None = 2000.0,
        min_cm1: float = 400.0) -> dict:
-    """IR spectrum of a saved trajectory from its dipole autocorrelation (``dynamics.ir_spectrum``), the
+    """IR spectrum of a saved trajectory from its dipole autocorrelation (``spectra.ir_spectrum``), the
     correlation kept to ``max_lag_fs`` (resolution ~17 cm^-1 at 2000 fs; None: the whole run).
 
     Returns {"peaks_cm1" [cm^-1], "peaks" [{"cm1", "relative_intensity"}], "wavenumbers_cm1", "intensity",
     "png"}; with ``png`` the spectrum is plotted there, with ``reference_peaks`` (cm^-1, relative
     intensity) as sticks.
     """
-    from dft_operators import dynamics
+    from dft_operators import spectra
+    from dft_operators.md.trajectory import load_trajectory
 
-    traj = dynamics.load_trajectory(trajectory)
-    wavenumbers, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1,
-                                                  max_lag_fs=max_lag_fs)
-    peaks = dynamics.ir_peaks(wavenumbers, intensity, min_relative, min_cm1)
+    traj = load_trajectory(trajectory)
+    wavenumbers, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1,
+                                                 max_lag_fs=max_lag_fs)
+    peaks = spectra.ir_peaks(wavenumbers, intensity, min_relative, min_cm1)
     if png:
-        dynamics.plot_ir(png, wavenumbers, intensity, peaks, reference_peaks)
+        spectra.plot_ir(png, wavenumbers, intensity, peaks, reference_peaks)
     return {"peaks_cm1": [p["cm1"] for p in peaks], "peaks": peaks, "wavenumbers_cm1": wavenumbers,
             "intensity": intensity, "png": png}
 
 
 def ase_calculator(model: Model | str):
     """An ASE calculator (energy, forces, dipole) on a DenSNet model: ``atoms.calc = ase_calculator(name)``."""
-    from dft_operators import dynamics
+    from dft_operators.ase_calculator import AseCalculator
 
     model = _densnet(model)
 
@@ -399,20 +320,19 @@ def ase_calculator(model: Model | str):
         # The graph is built once per element list (its positions are replaced by ASE's), so any valid
         # placeholder geometry does: atoms 2 Bohr apart on a line.
         mol = Molecule(np.asarray(numbers), 2.0 * np.arange(len(numbers))[:, None] * np.eye(3)[0], name="ase")
-        return workflow("densnet")[0].molecule_potential(model.card, model.module, model.params, mol)(positions)
+        return _potential(model, mol)(positions)
 
-    return dynamics.AseCalculator(energy_fn)
+    return AseCalculator(energy_fn)
 
 
 def harmonic_ir(molecule: Molecule, model: Model | str) -> dict[str, np.ndarray]:
     """Harmonic IR of a DenSNet surface at the molecule's geometry, from ``jax.hessian`` and the model's dipole
-    in float64 (``dynamics.harmonic_ir``): {"frequencies_cm1" ascending (imaginary negative),
+    in float64 (``spectra.harmonic_ir``): {"frequencies_cm1" ascending (imaginary negative),
     "intensities_km_mol"}, the keys of ``reference.harmonic_ir``."""
-    from dft_operators import dynamics
+    from dft_operators import spectra
 
     model = _densnet(model, molecule)
     with jax.enable_x64(True):
-        potential = _float64(workflow("densnet")[0].molecule_potential(model.card, model.module, model.params,
-                                                                         molecule))
-        frequencies, intensities = dynamics.harmonic_ir(potential, molecule.positions, molecule.masses)
+        potential = _float64(_potential(model, molecule))
+        frequencies, intensities = spectra.harmonic_ir(potential, molecule.positions, molecule.masses)
     return {"frequencies_cm1": frequencies, "intensities_km_mol": intensities}

@@ -12,6 +12,7 @@ import sys
 import time
 
 from dft_operators import cache, errors, units
+from dft_operators.kinds import KINDS
 
 COMMANDS = ("reference", "molecules", "generate", "dataset", "train", "models", "predict", "evaluate", "scf",
             "ofdft", "md", "ir", "quickstart")
@@ -40,7 +41,7 @@ def _require_converged(result: dict, what: str, count_key: str = "cycles") -> No
 
 def cmd_reference(args) -> dict:
     from dft_operators import reference
-    from dft_operators.grids import UniformGrid
+    from dft_operators.grids import DENSITY_MARGIN, UniformGrid
     from dft_operators.io.cube import write_cube
 
     mol = _molecule(args)
@@ -52,7 +53,7 @@ def cmd_reference(args) -> dict:
               "seconds": state.seconds, "dipole_debye": (state.dipole * units.DEBYE_PER_AU).tolist()}
     _require_converged(result, f"the SCF of {mol.name}")
     if args.cube:
-        grid = UniformGrid.around(mol.positions, args.spacing, args.margin)
+        grid = UniformGrid.around(mol.positions, args.spacing, DENSITY_MARGIN if args.margin is None else args.margin)
         density = reference.density_on_box(state.density, grid)
         write_cube(args.cube, grid, density, mol, comment=f"PySCF {state.density.level.xc} density (e/Bohr^3)")
         result.update(cube=args.cube, cube_n_electrons=float(grid.integrate(density)))
@@ -84,7 +85,8 @@ def cmd_generate(args) -> dict:
     kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
     default = reference.Level() if kinds == ("grid",) else reference.ALL_ELECTRON
     settings = GenerationSettings(
-        kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box, margin=args.margin,
+        kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box,
+        margin=GenerationSettings.margin if args.margin is None else args.margin,
         grid_level=args.grid_level, n_conformers=args.conformers, displacement=args.displacement,
         rotate=not args.no_rotate, strain=args.strain, random_potential=args.random_potential, forces=args.forces,
         seed=args.seed)
@@ -269,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_cycle(p)
     p.add_argument("--cube", help="write the density to this cube file")
     p.add_argument("--spacing", type=float, default=0.2, help="cube spacing in Bohr")
-    p.add_argument("--margin", type=float, default=5.0, help="cube margin around the atoms in Bohr")
+    p.add_argument("--margin", type=float, help="cube margin around the atoms in Bohr (default 5: "
+                   "grids.DENSITY_MARGIN)")
 
     p = sub.add_parser("molecules", parents=[common], help="list what molecule specs resolve to (no computing)")
     p.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
@@ -285,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local processes, or Dask distributed (pip install dft_operators[cluster])")
     p.add_argument("--scheduler", help="a Dask scheduler address (tcp://HOST:PORT); default: a LocalCluster")
     p.add_argument("--shard-size", type=int, default=256, help="records per shard file")
-    p.add_argument("--margin", type=float, default=2.0,
-                   help="Bohr every atom keeps from the box faces; molecules that cannot are skipped (grid kind)")
+    p.add_argument("--margin", type=float, help="Bohr every atom keeps from the box faces; molecules that "
+                   "cannot are skipped (grid kind; default 2: GenerationSettings.margin)")
     p.add_argument("--conformers", type=int, default=4, help="conformers per molecule")
     p.add_argument("--displacement", type=float, default=0.1, help="std of atomic displacements, Bohr")
     p.add_argument("--no-rotate", action="store_true", help="keep the orientation of the input geometry")
@@ -300,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_level(p)
 
     p = sub.add_parser("train", parents=[common], help="train a model (resumes in --out)")
-    p.add_argument("kind", choices=["fno", "deepscf", "kineticnet", "densnet"], help="model kind")
+    p.add_argument("kind", choices=list(KINDS), help="model kind")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")

@@ -16,6 +16,11 @@ import numpy as np
 # Bytes one float64 field value costs; used to refuse boxes that would not fit in memory.
 _BYTES_PER_VALUE = 8
 MAX_GRID_POINTS = 256**3
+# Bohr an atom keeps from the faces of a box made for its density: about where a valence density has fallen
+# below 1e-4 of its peak (prediction boxes, cube files).
+DENSITY_MARGIN = 5.0
+# Bohr: where padding points and atoms are put, beyond every cutoff of every real point or atom.
+FAR = 1.0e4
 
 
 class GridError(ValueError):
@@ -91,7 +96,7 @@ class UniformGrid:
         return UniformGrid(tuple(origin), spacing, shape)
 
     @staticmethod
-    def around(positions, spacing: float, margin: float = 4.0, multiple: int = 2) -> "UniformGrid":
+    def around(positions, spacing: float, margin: float = DENSITY_MARGIN, multiple: int = 2) -> "UniformGrid":
         """The smallest box enclosing ``positions`` ([n_atoms, 3], Bohr) with ``margin`` Bohr on each side.
 
         The point count along each axis is rounded up to a ``multiple`` (even by default, which FFTs like).
@@ -166,15 +171,15 @@ class QuadratureGrid:
         return (values * self.weights).sum(-1)
 
     def padded(self, n_points: int) -> "QuadratureGrid":
-        """The grid padded with zero-weight points to ``n_points`` (far from the molecule)."""
+        """The grid padded with zero-weight points to ``n_points`` (at ``FAR``, beyond every cutoff)."""
         extra = n_points - self.n_points
         if extra < 0:
             raise GridError(f"cannot pad a grid of {self.n_points} points to {n_points}")
-        pad_points = np.full((extra, 3), 1.0e3)
+        pad_points = np.full((extra, 3), FAR)
         xp = jnp if isinstance(self.points, jax.Array) else np
         return QuadratureGrid(xp.concatenate([self.points, pad_points]), xp.concatenate([self.weights, np.zeros(extra)]))
 
 
-def bucket_size(n: int, minimum: int = 256) -> int:
+def bucket_size(n: int, minimum: int = 1) -> int:
     """The padded size for ``n`` items: the next power of two (jraph's rule), so jit sees few shapes."""
     return max(minimum, 1 << int(np.ceil(np.log2(max(n, 1)))))

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from dft_operators import api, reference, units
+from dft_operators import api, kinds, reference, units
 from dft_operators.molecule import Molecule
 
 
@@ -49,7 +49,7 @@ def kinetic_errors(model: api.Model, molecule: Molecule) -> dict[str, float]:
 
 def densnet_errors(model: api.Model, molecule: Molecule) -> dict[str, float]:
     """Density NMAE (percent) against the KS density on the level-3 quadrature and |E - E_KS| (kcal/mol)."""
-    densnet = api.workflow("densnet")[0]
+    from dft_operators.workflows import densnet  # e3nn-jax: loaded only for a DenSNet model
     state = reference.run_ks(molecule, model.level)
     points, weights = reference.molecular_quadrature(molecule, model.level, 3)
     ks = reference.density_at_points(state.density, points)
@@ -59,10 +59,7 @@ def densnet_errors(model: api.Model, molecule: Molecule) -> dict[str, float]:
             "energy_error_kcal_mol": abs(energy - state.energy) * units.HARTREE_TO_KCAL_PER_MOL}
 
 
-CHECKS = {"fno": grid_nmae, "deepscf": grid_nmae, "kineticnet": kinetic_errors, "densnet": densnet_errors}
-
-
 def check(model: api.Model | str, molecule: Molecule) -> dict[str, float]:
     """The card metrics of ``model`` (loaded, shipped name or directory) on one molecule (module docstring)."""
     model = model if isinstance(model, api.Model) else api.load_model(model)
-    return CHECKS[model.kind](model, molecule)
+    return globals()[kinds.kind(model.kind).check](model, molecule)

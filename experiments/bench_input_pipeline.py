@@ -75,7 +75,7 @@ def loop_against_bare_step(data: str, out: str, epochs: int = 3) -> dict:
     setup = api.TrainSetup.resolve("deepscf", config)
     module = models.create_model("deepscf", setup.model_config)
     ds = Dataset(data)
-    objective, source, _, _ = api.workflow("deepscf")[0].prepare(ds, ds.ids, [], setup.task, module)
+    objective, source, _, _ = api.workflow("deepscf").prepare(ds, ds.ids, [], setup.task, module)
     mesh = sharding.data_mesh()
     pipeline = Pipeline(source, loop.global_batch_size(4, mesh), 0, prefetch=0, augment=objective.augment)
     with pipeline.epoch_batches(0) as batches:

@@ -3,7 +3,7 @@
 NVE (velocity Verlet) from the LDA/def2-svp minimum of ``ethanol_harmonic_ir.py``, Maxwell-Boltzmann
 velocities at twice the target temperature (equipartition then brings the run to about the target), in
 float64 with the model's dipole along the way; the IR spectrum from the dipole autocorrelation
-(``dynamics.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1 resolution, harmonic
+(``spectra.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1 resolution, harmonic
 quantum correction). Each strong harmonic band (>= 10 % of the strongest) is matched to the nearest MD
 peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
 Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
@@ -20,7 +20,8 @@ import os
 
 import numpy as np
 
-from dft_operators import api, dynamics, molecule, units
+from dft_operators import api, molecule, units
+from dft_operators.md.trajectory import load_trajectory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -54,7 +55,7 @@ def main():
     steps = int(round(args.ps * 1000 / args.dt))
     results_path = os.path.join(HERE, "results", f"{args.name}_md_ir_{tag}.json")
     if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused
-        traj = dynamics.load_trajectory(traj_path)
+        traj = load_trajectory(traj_path)
         seconds = None
         if os.path.exists(results_path):  # the MD time of the run that made it
             with open(results_path) as f:

@@ -6,13 +6,13 @@ molecules, C/H/N/O only, the same for every run and in no training set), a valid
 picks each run's best epoch) and the pool the training sets are drawn from; the training sets are nested
 (the first N of one seeded order of the pool: ``train.max_train_molecules``). Each run sees about the same
 number of samples (``--samples``: epochs = samples / N), so small sets get more epochs. Every run is a normal
-``dft-operators train`` into ``<workdir>/<variant>-<N>`` and resumes after a kill; evaluation is ``api.evaluate``
+``dft-operators train`` into ``<workdir>/<variant>-<N>`` (validated about 20 times) and resumes after a kill; evaluation is ``api.evaluate``
 on the test records. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
 field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
 compare trends, not digits.
 
 Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/dft_runs/qm9_scaling
-       [--sizes 30 100 300 1000] [--variants deepscf fno_delta fno] [--samples 6000]
+       [--sizes 30 100 300 1000] [--variants deepscf fno_delta fno] [--samples 3000]
   -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
      the N extrapolated for 1 %). On a GPU the same command trains there (JAX picks the device).
 """
@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {"fno": ("fno", "fno_qm9.json"), "fno_delta": ("fno", "fno_delta_qm9.json"),
             "deepscf": ("deepscf", "deepscf_qm9.json")}
 TEST_ELEMENTS = {1, 6, 7, 8}
+VALIDATIONS = 20  # validations a run (the best of them is kept)
 
 
 def fixed_sets(ds: Dataset, n_test: int, n_val: int, seed: int) -> tuple[list[str], list[str]]:
@@ -53,7 +54,10 @@ def run_config(variant: str, size: int, test: list[str], val: list[str], samples
     """The training config of one run: the variant's QM9 config with the split and the epoch budget."""
     with open(os.path.join(HERE, "configs", VARIANTS[variant][1])) as f:
         config = json.load(f)
-    config["train"]["epochs"] = max(1, math.ceil(samples / size))
+    epochs = max(1, math.ceil(samples / size))
+    # about VALIDATIONS checks a run: validating 40 whole boxes after each of the 100 epochs of N = 30 would
+    # cost more than the training itself
+    config["train"].update(epochs=epochs, validate_every=max(1, epochs // VALIDATIONS))
     return {**config, "held_out": val, "exclude": test, "max_train_molecules": size}
 
 
@@ -106,7 +110,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["deepscf", "fno_delta", "fno"], choices=sorted(VARIANTS))
     parser.add_argument("--test", type=int, default=100, help="test molecules (C/H/N/O, in no training set)")
     parser.add_argument("--val", type=int, default=40, help="validation molecules (best epoch)")
-    parser.add_argument("--samples", type=int, default=6000, help="training samples per run (epochs = samples / N)")
+    parser.add_argument("--samples", type=int, default=3000, help="training samples per run (epochs = samples / N)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "qm9_scaling.json"))
     args = parser.parse_args()

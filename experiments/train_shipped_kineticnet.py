@@ -45,7 +45,8 @@ def classical_metrics(test_data: str) -> dict:
 def per_record(model_dir: str, test_data: str) -> list[dict]:
     """|T - T_s| (kcal/mol) and the derivative RMSE (Hartree) of the model on every test record."""
     model, ds = api.load_model(model_dir), Dataset(test_data)
-    objective, arrays = kinetic.evaluation_data(model.card, ds, ds.ids, model.module)
+    objective = kinetic.objective(model.module, kinetic.KineticTask(**model.card["task"]))
+    arrays = kinetic.load_arrays(ds, ds.ids, model.module.point_cutoff, model.module.atom_cutoff)
     metrics = jax.device_get(jax.jit(objective.per_sample)(model.params, arrays))
     names = ds.attribute("name")
     return [{"id": rid, "molecule": str(name), "energy_error_kcal_mol": float(e), "derivative_rmse": float(d)}

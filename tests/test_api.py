@@ -176,5 +176,5 @@ def test_delta_learning_fno_starts_from_rho0_and_transfers_resolution(tiny_grid_
     assert abs(fine["n_electrons"] - 8) < 1e-3 and np.all(fine["density"] >= 0)
     diff = np.abs(fine["density"][::2, ::2, ::2] - coarse["density"]).sum() / coarse["density"].sum()
     assert diff < 0.06
-    with pytest.raises(ValueError, match="head does not fit"):
+    with pytest.raises(ValueError, match="does not fit a task with residual"):
         api.train("fno", tiny_grid_data, str(tmp_path / "mismatch"), {**config, "model": {}}, progress=False)

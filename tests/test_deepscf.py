@@ -16,7 +16,7 @@ from dft_operators.grids import UniformGrid
 from dft_operators.io.dataset import Dataset
 from dft_operators.models.deepscf import DeepSCFConfig, create_deepscf, receptive_field
 from dft_operators.scf_guess import scf_from_guess
-from dft_operators.workflows import grid_density
+from dft_operators.workflows import grid_density, grid_inputs
 
 WATER = molecule.builtin("water")
 ROTATE_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # (x, y) -> (-y, x)
@@ -162,11 +162,11 @@ def trained(tiny_grid_data, tmp_path_factory):
 
 def test_untrained_network_predicts_rho0(tiny_grid_data):
     ds = Dataset(tiny_grid_data)
-    task = grid_density.DeepSCFTask()
-    source = grid_density.GridSource(ds, ds.ids[:2], task)
+    task = grid_inputs.DeepSCFTask()
+    source = grid_inputs.GridSource(ds, ds.ids[:2], task)
     arrays = {k: np.stack([source[i][k] for i in range(2)]) for k in source[0]}
-    unit = grid_density.InputSpec(task, grid_density.Normaliser.identity(task.in_channels), 0.5, (20, 20, 20))
-    spec = grid_density.InputSpec(task, grid_density.fit_normaliser(source, unit), 0.5, (20, 20, 20))
+    unit = grid_inputs.InputSpec(task, grid_inputs.Normaliser.identity(task.in_channels), 0.5, (20, 20, 20))
+    spec = grid_inputs.InputSpec(task, grid_inputs.fit_normaliser(source, unit), 0.5, (20, 20, 20))
     objective = grid_density.objective(create_deepscf(DeepSCFConfig.tiny()), spec)
     params = jax.jit(objective.init)(jax.random.key(0, impl="rbg"), arrays)
     result = jax.jit(objective.per_sample)(params, arrays)
@@ -216,17 +216,17 @@ def test_scf_command_line():
 
 def test_a_crop_sees_the_inputs_of_the_box_it_was_cut_from(tiny_grid_data):
     ds = Dataset(tiny_grid_data)
-    task = grid_density.DeepSCFTask(crop=12)
-    source = grid_density.GridSource(ds, ds.ids[:1], task)
+    task = grid_inputs.DeepSCFTask(crop=12)
+    source = grid_inputs.GridSource(ds, ds.ids[:1], task)
     row = source[0]
-    crop = grid_density.random_crop(row, np.random.default_rng(0), 12, 0.5)
+    crop = grid_inputs.random_crop(row, np.random.default_rng(0), 12, 0.5)
     start = crop["offset"]
     cube = tuple(slice(a, a + 12) for a in start)
     np.testing.assert_array_equal(crop["rho"], row["rho"][cube])
-    spec = grid_density.InputSpec(task, grid_density.Normaliser.identity(task.in_channels), 0.5, (20, 20, 20))
-    whole = grid_density.assemble_inputs({k: v[None] for k, v in row.items()}, spec)[0]
-    part = grid_density.assemble_inputs({k: np.asarray(v)[None] for k, v in crop.items()},
-                                        grid_density.InputSpec(task, spec.normaliser, 0.5, (12, 12, 12)))[0]
+    spec = grid_inputs.InputSpec(task, grid_inputs.Normaliser.identity(task.in_channels), 0.5, (20, 20, 20))
+    whole = grid_inputs.assemble_inputs({k: v[None] for k, v in row.items()}, spec)[0]
+    part = grid_inputs.assemble_inputs({k: np.asarray(v)[None] for k, v in crop.items()},
+                                        grid_inputs.InputSpec(task, spec.normaliser, 0.5, (12, 12, 12)))[0]
     # The fingerprints are drawn from the atoms for the cube's own points: the same values as the box's.
     np.testing.assert_allclose(part, np.asarray(whole)[cube], atol=1e-6 * float(np.abs(whole).max()))
     atoms = row["positions"][row["atom_mask"]] / 0.5

@@ -10,16 +10,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dft_operators import api, dynamics, molecule, reference, units
+from dft_operators import api, molecule, reference, units
 from dft_operators.data.conformers import random_rotation
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io.dataset import Dataset
+from dft_operators.md.trajectory import load_trajectory
 from dft_operators.models import create_model, densnet, model_config
 from dft_operators.nn.graph import build_atom_graph
+from dft_operators.training import loop
+from dft_operators.training.config import TrainConfig
 from dft_operators.workflows import densnet as workflow
+from dft_operators.workflows import density_records, density_tables
 
 CONFIG = model_config("densnet", preset="tiny")
 IRREPS = e3nn.Irreps(CONFIG.basis_irreps)
+# The top-level modules of the tiny model that make the coefficients (one density interaction).
+DENSITY_NETWORK = {"density_species", "density_embed", "density_0", "neighbour_readout", "coefficient_readout"}
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +42,21 @@ def data(tmp_path_factory):
 def elements(data):
     """The one-atom data of H, C and O, from the records' stored arrays."""
     ds = Dataset(data)
-    return workflow.record_elements(ds, ds.ids)
+    return density_records.record_elements(ds, ds.ids)
 
 
 @pytest.fixture(scope="module")
 def tables(data, elements):
     ds = Dataset(data)
-    t = workflow.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)
-    return workflow.fit_baselines(t, workflow.load_arrays(ds, ds.ids, t, "overlap"))
+    t = density_tables.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)
+    return density_tables.fit_baselines(t, density_records.load_arrays(ds, ds.ids, t, "overlap"))
 
 
 @pytest.fixture(scope="module")
 def model(tables):
     """The tiny model with random (non-zero) output layers, so that both networks matter."""
     module = create_model("densnet", CONFIG)
-    basis, baseline = workflow.model_arrays(tables, CONFIG.max_atomic_number)
+    basis, baseline = density_tables.model_arrays(tables, CONFIG.max_atomic_number)
     mol = molecule.builtin("water")
     graph = build_atom_graph(mol.numbers, mol.positions)
     params = jax.jit(module.init)(jax.random.PRNGKey(0), graph, basis, baseline, 10.0)
@@ -62,13 +68,13 @@ def model(tables):
 
 
 def _model_layout(tables, mol, fit):
-    maps = workflow.layout_maps(tables)
-    return workflow.to_model_layout(maps, mol.numbers, fit["aux_labels"], fit["coefficients"])
+    maps = density_tables.layout_maps(tables)
+    return density_tables.to_model_layout(maps, mol.numbers, fit["aux_labels"], fit["coefficients"])
 
 
 def test_harmonic_maps_are_scaled_rotations():
     # PySCF's real harmonics and e3nn's span the same space: M_l M_l^T is a multiple of the identity.
-    for l, m in enumerate(workflow.harmonic_maps(4)):
+    for l, m in enumerate(density_tables.harmonic_maps(4)):
         gram = m @ m.T
         np.testing.assert_allclose(gram, gram[0, 0] * np.eye(2 * l + 1), atol=1e-10)
 
@@ -76,11 +82,28 @@ def test_harmonic_maps_are_scaled_rotations():
 def test_layout_round_trip_and_free_atoms(data, tables):
     ds = Dataset(data)
     r = ds.record(ds.ids[0])
-    c = workflow.to_model_layout(workflow.layout_maps(tables), r["numbers"], r["coefficients/aux_labels"],
-                                 r["coefficients/c"])
-    np.testing.assert_allclose(workflow.to_pyscf_order(tables, r["numbers"], c), r["coefficients/c"], atol=1e-10)
-    for z, t in tables["elements"].items():  # the atomic baseline holds each atom's electrons exactly
-        assert np.dot(t["charges"], t["atomic"]) == pytest.approx(int(z), abs=1e-9)
+    c = density_tables.to_model_layout(density_tables.layout_maps(tables), r["numbers"],
+                                       r["coefficients/aux_labels"], r["coefficients/c"])
+    np.testing.assert_allclose(density_tables.to_pyscf_order(tables, r["numbers"], c), r["coefficients/c"],
+                               atol=1e-10)
+    for z, t in tables.elements.items():  # the atomic baseline holds each atom's electrons exactly
+        assert np.dot(t.charges, t.atomic) == pytest.approx(z, abs=1e-9)
+
+
+def test_tables_survive_the_model_card(tables):
+    # The card's JSON gives back the same numbers bit for bit; a card from before the schema field (the shipped
+    # densnet-ethanol) reads as schema 1, and another schema is refused.
+    stored = json.loads(json.dumps(tables.to_json()))
+    back = density_tables.DensityTables.from_json(stored)
+    assert (back.aux_basis, back.basis_irreps, back.atom_energies, back.energy_scale, back.schema) == (
+        tables.aux_basis, tables.basis_irreps, tables.atom_energies, tables.energy_scale, density_tables.SCHEMA)
+    for z, t in tables.elements.items():
+        for field in ("atomic", "charges", "moments", "mask", "to_pyscf", "scale"):
+            np.testing.assert_array_equal(getattr(back.elements[z], field), getattr(t, field))
+    old = {k: v for k, v in stored.items() if k != "schema"}
+    assert density_tables.DensityTables.from_json(old).schema == 1
+    with pytest.raises(ValueError, match="schema"):
+        density_tables.DensityTables.from_json({**stored, "schema": density_tables.SCHEMA + 1})
 
 
 def test_element_data_from_records_match_pyscf(elements):
@@ -95,10 +118,10 @@ def test_element_data_from_records_match_pyscf(elements):
 
 def test_reference_dipole_matches_pyscf(data, tables):
     ds = Dataset(data)
-    basis, _ = workflow.model_arrays(tables, CONFIG.max_atomic_number)
-    arrays = workflow.load_arrays(ds, ds.ids, tables, "overlap")
+    basis, _ = density_tables.model_arrays(tables, CONFIG.max_atomic_number)
+    arrays = density_records.load_arrays(ds, ds.ids, tables, "overlap")
     for i in range(len(ds.ids)):
-        graph = workflow.graph_of({k: v[i] for k, v in arrays.items()})
+        graph = density_records.graph_of({k: v[i] for k, v in arrays.items()})
         mu = densnet.dipole(jnp.asarray(arrays["coefficients"][i]), graph, basis)
         error_debye = np.linalg.norm(np.asarray(mu) - arrays["dipole"][i]) * units.DEBYE_PER_AU
         assert error_debye < 0.01, (ds.ids[i], error_debye)
@@ -118,8 +141,8 @@ def test_fitted_coefficients_rotate_with_wigner_matrices(tables, elements, monke
         return np.abs(c_rot - c @ wigner.T).max() / np.abs(c[:, IRREPS[0].dim:]).max()
 
     assert rotation_error(tables) < 1e-3
-    monkeypatch.setattr(workflow, "harmonic_maps", lambda lmax: [np.eye(2 * l + 1) for l in range(lmax + 1)])
-    identity_maps = workflow.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)
+    monkeypatch.setattr(density_tables, "harmonic_maps", lambda lmax: [np.eye(2 * l + 1) for l in range(lmax + 1)])
+    identity_maps = density_tables.element_tables(elements, reference.ALL_ELECTRON.aux_basis, CONFIG.basis_irreps)
     assert rotation_error(identity_maps) > 1e-2
 
 
@@ -130,10 +153,10 @@ def test_density_loss_metric_is_the_real_space_overlap(data, tables):
     rid = ds.ids[0]
     record = ds.record(rid)
     mol = molecule.Molecule.from_record(record)
-    overlap = workflow.load_arrays(ds, [rid], tables, "overlap")["metric"][0].astype(np.float64)  # [A, A, D, D]
-    mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
+    overlap = density_records.load_arrays(ds, [rid], tables, "overlap")["metric"][0].astype(np.float64)  # [A, A, D, D]
+    mask = np.stack([tables.elements[int(z)].mask for z in mol.numbers])
     c = np.random.default_rng(0).normal(size=mask.shape) * mask * (mol.numbers == 1)[:, None]
-    card = {"level": reference.ALL_ELECTRON.as_dict(), "tables": tables}
+    card = {"level": reference.ALL_ELECTRON.as_dict(), "tables": tables.to_json()}
     points, weights = reference.molecular_quadrature(mol, reference.ALL_ELECTRON, grid_level=4)
     exact = weights @ workflow.density_at(card, mol, c, points) ** 2
     assert np.einsum("ad,abde,be->", c, overlap, c) == pytest.approx(exact, rel=1e-4)
@@ -147,10 +170,10 @@ def test_coulomb_loss_metric_is_pyscfs_in_the_model_layout(data, tables):
     ds = Dataset(data)
     rid = ds.ids[0]
     mol = molecule.Molecule.from_record(ds.record(rid))
-    coulomb = workflow.load_arrays(ds, [rid], tables, "coulomb")["metric"][0].astype(np.float64)
-    mask = np.stack([tables["elements"][str(int(z))]["mask"] for z in mol.numbers])
+    coulomb = density_records.load_arrays(ds, [rid], tables, "coulomb")["metric"][0].astype(np.float64)
+    mask = np.stack([tables.elements[int(z)].mask for z in mol.numbers])
     c = np.random.default_rng(1).normal(size=mask.shape) * mask
-    in_pyscf_order = workflow.to_pyscf_order(tables, mol.numbers, c)
+    in_pyscf_order = density_tables.to_pyscf_order(tables, mol.numbers, c)
     aux = reference.level.build_mole(mol, reference.ALL_ELECTRON, basis=reference.ALL_ELECTRON.aux_basis)
     exact = in_pyscf_order @ aux.intor("int2c2e") @ in_pyscf_order
     assert exact > 0 and np.einsum("ad,abde,be->", c, coulomb, c) == pytest.approx(exact, rel=1e-5)
@@ -200,19 +223,35 @@ def test_forces_match_finite_differences(model):
             assert float(out["forces"][atom, axis]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-8)
 
 
-def test_after_the_density_stage_the_density_network_is_frozen_or_trained_on(data):
-    ds, module = Dataset(data), create_model("densnet", CONFIG)
-    _, arrays, _, entries = workflow.prepare(ds, ds.ids[:2], [], workflow.DensityTask(), module)
-    params = None  # the same initial weights for both (init compiles the e3nn model: made once)
+def test_after_the_density_stage_the_density_network_is_frozen_or_trained_on(data, tables, model):
+    # Two training steps (the first at learning rate 0, the warm-up's start): frozen, every weight of the density
+    # network is bitwise unchanged (no step, no weight decay) and every module of the energy network moves;
+    # trained on (control), the density network moves too.
+    ds, (module, params, _, _) = Dataset(data), model
+    batch = {**density_records.load_arrays(ds, ds.ids[:2], tables, "overlap"), "weight": np.ones(2, np.float32)}
+    before = jax.device_get(params)["params"]
     for freeze in (True, False):
         task = workflow.DensityTask(density_epochs=3, density_learning_rate=1e-4, freeze_density=freeze)
-        objective = workflow.objective(module, entries["tables"], task)
+        objective = workflow.objective(module, tables, task)
         assert objective.pretraining[0].epochs == 3 and objective.pretraining[0].learning_rate == 1e-4
-        params = objective.init(jax.random.PRNGKey(0), arrays) if params is None else params
-        grads = jax.jit(jax.grad(lambda p: objective.per_sample(p, arrays)["loss"].sum()))(params)["params"]
-        density = [np.abs(g).max() for name in grads if name.startswith(densnet.DENSITY_MODULES)
-                   for g in jax.tree_util.tree_leaves(grads[name])]
-        assert (max(density) == 0) == freeze, freeze
+        labels = objective.param_labels(params, batch) if freeze else None
+        if freeze:  # the partition read from the computation is the density network
+            assert {name for name, sub in labels["params"].items()
+                    if set(jax.tree_util.tree_leaves(sub)) == {loop.FROZEN}} == DENSITY_NETWORK
+            assert all(set(jax.tree_util.tree_leaves(sub)) == {loop.TRAINABLE}
+                       for name, sub in labels["params"].items() if name not in DENSITY_NETWORK)
+        optimizer = loop.make_optimizer(TrainConfig(), 10, labels)
+        train_step, _ = loop.make_steps(objective, optimizer, labels)
+        start = jax.tree_util.tree_map(jnp.array, params)  # a copy: the step donates its state
+        state = loop.TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), start, optimizer.init(start))
+        for _ in range(2):
+            state, sums = train_step(state, batch)
+        assert np.isfinite(float(sums["grad_norm"]))
+        after = jax.device_get(state.params)["params"]
+        for name in before:
+            same = [np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(after[name]),
+                                                         jax.tree_util.tree_leaves(before[name]))]
+            assert all(same) if freeze and name in DENSITY_NETWORK else not all(same), (freeze, name)
 
 
 def test_train_save_load_predict_md_ir(data, tmp_path):
@@ -227,12 +266,10 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     assert "train_energy_error_kcal_mol" not in density_first[0]  # the density network alone
     model = api.load_model(out)
     pretrained = api.load_model(os.path.join(out, "density_first")).params["params"]
-    frozen = {name for name in model.params["params"] if name.startswith(densnet.DENSITY_MODULES)}
-    assert {"density_embed", "neighbour_readout", "coefficient_readout"} <= frozen  # the prefixes match the model
-    for name, weights in model.params["params"].items():  # then frozen (to AdamW's weight decay), energy trained
-        same = [np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(jax.tree_util.tree_leaves(weights),
-                                                                         jax.tree_util.tree_leaves(pretrained[name]))]
-        assert all(same) if name in frozen else not all(same), name
+    for name, weights in model.params["params"].items():  # then frozen bit for bit, the energy network trained
+        same = [np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(weights),
+                                                     jax.tree_util.tree_leaves(pretrained[name]))]
+        assert all(same) if name in DENSITY_NETWORK else not all(same), name
     water = molecule.builtin("water")
     pred = api.predict(model, water, str(tmp_path / "water.cube"))
     # A 0.2 Bohr box misses part of the 1s cusp; PySCF's own density on the same box misses the same part.
@@ -284,7 +321,7 @@ def test_train_save_load_predict_md_ir(data, tmp_path):
     traj = str(tmp_path / "traj.npz")
     md = api.md(water, model, steps=40, dt_fs=0.25, out=traj, progress=False)
     assert md["steps"] == 40 and len(md["trajectory"].potential) == 41 and np.isfinite(md["energy_drift"])
-    saved = dynamics.load_trajectory(traj)  # what was written is the run, started at the requested temperature
+    saved = load_trajectory(traj)  # what was written is the run, started at the requested temperature
     np.testing.assert_array_equal(saved.positions, md["trajectory"].positions)
     assert saved.frame_dt_fs == 0.25 and saved.temperature[0] == pytest.approx(300.0, rel=1e-9)
     ir = json.loads(run_cli("ir", traj, "--png", str(tmp_path / "ir.png"), "--max-cm1", "3000",

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dft_operators import dynamics, units
+from dft_operators import ase_calculator, spectra, units
+from dft_operators.md import integrators, trajectory
 
 # A CO-like pair (12 u and 16 u) on a vector spring V = k/2 |r1 - r2 - d0|^2. In the relative coordinate
 # u = r1 - r2 - d0 this is mu u'' = -k u in each Cartesian direction, mu = m1 m2 / (m1 + m2): an exact
@@ -55,8 +56,8 @@ def morse_pairs(positions, depth=0.1, alpha=1.1, r_e=1.7):
 
 
 def run_diatomic(potential, key, steps, dt_fs, **kwargs):
-    return dynamics.run_md(potential, [6, 8], START, MASSES, steps=steps, dt_fs=dt_fs, temperature_k=300.0,
-                           key=key, progress=False, **kwargs)
+    return integrators.run_md(potential, [6, 8], START, MASSES, steps=steps, dt_fs=dt_fs, temperature_k=300.0,
+                              key=key, progress=False, **kwargs)
 
 
 def test_nve_energy_error_is_second_order_and_momentum_conserved(key):
@@ -80,9 +81,9 @@ def test_nve_energy_error_is_second_order_and_momentum_conserved(key):
 
 def test_ir_peak_of_harmonic_diatomic_at_analytic_wavenumber(key, tmp_path):
     traj = run_diatomic(diatomic, key, steps=4000, dt_fs=0.5, record_every=2)  # 2 ps, frames 1 fs apart
-    nu, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
+    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
     assert nu[0] == 0.0 and nu[-1] <= 4000.0 and intensity.max() == pytest.approx(1.0)
-    peaks = dynamics.ir_peaks(nu, intensity)
+    peaks = spectra.ir_peaks(nu, intensity)
     resolution = 1e-2 / (units.SPEED_OF_LIGHT_M_S * (traj.times_fs[-1] * 1e-15))  # 1 / (c T) in cm^-1
     assert len(peaks) == 1, peaks
     assert abs(peaks[0]["cm1"] - WAVENUMBER) < resolution, (peaks, resolution)  # measured 2003.3
@@ -90,7 +91,7 @@ def test_ir_peak_of_harmonic_diatomic_at_analytic_wavenumber(key, tmp_path):
     dt = 0.5 / units.AU_TIME_FS
     verlet_cm1 = 2.0 / dt * np.arcsin(OMEGA * dt / 2.0) * units.HARTREE_TO_CM1
     assert abs(peaks[0]["cm1"] - verlet_cm1) < nu[1], (peaks, verlet_cm1)
-    dynamics.plot_ir(tmp_path / "ir.png", nu, intensity, peaks, reference=[(WAVENUMBER, 1.0)])
+    spectra.plot_ir(tmp_path / "ir.png", nu, intensity, peaks, reference=[(WAVENUMBER, 1.0)])
     assert (tmp_path / "ir.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -101,7 +102,7 @@ def test_harmonic_ir_of_diatomic_is_analytic():
         r = positions[0] - positions[1]
         return 0.5 * SPRING * (jnp.linalg.norm(r) - 2.13) ** 2, 0.3 * r
 
-    wavenumbers, intensities = dynamics.harmonic_ir(bond, START, MASSES)
+    wavenumbers, intensities = spectra.harmonic_ir(bond, START, MASSES)
     np.testing.assert_allclose(wavenumbers, [WAVENUMBER], rtol=1e-9)
     np.testing.assert_allclose(intensities, [units.IR_INTENSITY_KM_PER_MOL * 0.3**2 / (MU / units.AMU_TO_ME)],
                                rtol=1e-9)
@@ -110,8 +111,8 @@ def test_harmonic_ir_of_diatomic_is_analytic():
 def test_constant_dipole_has_no_ir_peak(key):
     # Negative control: the atoms vibrate as above but the dipole does not change.
     traj = run_diatomic(constant_dipole, key, steps=1000, dt_fs=0.5)
-    nu, intensity = dynamics.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
-    assert np.all(intensity == 0.0) and dynamics.ir_peaks(nu, intensity) == []
+    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
+    assert np.all(intensity == 0.0) and spectra.ir_peaks(nu, intensity) == []
 
 
 def test_langevin_equipartition(key):
@@ -122,9 +123,9 @@ def test_langevin_equipartition(key):
     masses = np.full(n, 4.0 * units.AMU_TO_ME)
     omegas = jnp.linspace(500.0, 1500.0, n) / units.HARTREE_TO_CM1
     potential = jax.tree_util.Partial(tethers, omegas=omegas, masses=jnp.asarray(masses))
-    traj = dynamics.run_md(potential, np.full(n, 2), np.zeros((n, 3)), masses, steps=40000, dt_fs=0.5,
-                           temperature_k=300.0, thermostat="langevin", friction_per_ps=10.0, key=key,
-                           record_every=10, progress=False)
+    traj = integrators.run_md(potential, np.full(n, 2), np.zeros((n, 3)), masses, steps=40000, dt_fs=0.5,
+                              temperature_k=300.0, thermostat="langevin", friction_per_ps=10.0, key=key,
+                              record_every=10, progress=False)
     equilibrated = traj.times_fs >= 1000.0
     assert np.mean(traj.temperature[equilibrated]) == pytest.approx(300.0, rel=0.06)
     kt = units.BOLTZMANN_HARTREE_PER_K * 300.0
@@ -133,7 +134,7 @@ def test_langevin_equipartition(key):
 
 def test_forces_are_minus_gradient(key):
     positions = jnp.array([[0.0, 0.0, 0.0], [1.9, 0.2, -0.1], [-0.4, 1.6, 0.3]])
-    init, _ = dynamics.velocity_verlet(morse_pairs, jnp.ones(3), 1.0)
+    init, _ = integrators.velocity_verlet(morse_pairs, jnp.ones(3), 1.0)
     state = init(positions, jnp.zeros_like(positions), key)
     h = 1e-5
     numeric = np.zeros((3, 3))
@@ -148,9 +149,9 @@ def test_forces_are_minus_gradient(key):
 def test_second_run_does_not_recompile(key):
     # The potential travels as a Partial: new parameter arrays reuse the compiled chunk (STYLE 8).
     run_diatomic(jax.tree_util.Partial(diatomic, spring=SPRING), key, steps=20, dt_fs=0.5)
-    size = dynamics._run_chunk._cache_size()
+    size = integrators._run_chunk._cache_size()
     run_diatomic(jax.tree_util.Partial(diatomic, spring=2.0 * SPRING), key, steps=20, dt_fs=0.5)
-    assert dynamics._run_chunk._cache_size() == size
+    assert integrators._run_chunk._cache_size() == size
 
 
 @pytest.mark.parametrize("change, message", [
@@ -161,14 +162,14 @@ def test_second_run_does_not_recompile(key):
 def test_bad_arguments(key, change, message):
     args = dict(numbers=[6, 8], positions=START, masses=MASSES, steps=10, dt_fs=0.5, key=key, progress=False)
     with pytest.raises(ValueError, match=message):
-        dynamics.run_md(diatomic, **{**args, **change})
+        integrators.run_md(diatomic, **{**args, **change})
 
 
 def test_trajectory_roundtrip_and_corrupt_files(key, tmp_path):
     traj = run_diatomic(diatomic, key, steps=20, dt_fs=0.5, record_every=5)
     assert traj.positions.shape == (5, 2, 3) and traj.frame_dt_fs == 2.5
     traj.save(tmp_path / "md.npz")
-    back = dynamics.load_trajectory(tmp_path / "md.npz")
+    back = trajectory.load_trajectory(tmp_path / "md.npz")
     for name in ("numbers", "masses", "positions", "velocities", "potential", "kinetic", "dipoles"):
         np.testing.assert_array_equal(getattr(back, name), getattr(traj, name))
     assert (back.frame_dt_fs, back.thermostat, back.temperature_k) == (2.5, "nve", 300.0)
@@ -179,9 +180,9 @@ def test_trajectory_roundtrip_and_corrupt_files(key, tmp_path):
     np.save(single, traj.positions)
     for path in (garbage, partial, single):
         with pytest.raises(ValueError, match=re.escape(str(path))):
-            dynamics.load_trajectory(path)
+            trajectory.load_trajectory(path)
     with pytest.raises(FileNotFoundError):
-        dynamics.load_trajectory(tmp_path / "missing.npz")
+        trajectory.load_trajectory(tmp_path / "missing.npz")
 
 
 def test_xyz_reads_back_in_ase(key, tmp_path):
@@ -200,7 +201,7 @@ def test_ase_calculator_units_and_forces():
         from ase.calculators.fd import calculate_numerical_forces
     except ImportError:  # ASE < 3.23
         from ase.calculators.test import numeric_forces as calculate_numerical_forces
-    calc = dynamics.AseCalculator(lambda numbers, positions: morse_pairs(positions))
+    calc = ase_calculator.AseCalculator(lambda numbers, positions: morse_pairs(positions))
     atoms = Atoms("HFH", positions=[[0.0, 0.0, 0.0], [0.95, 0.1, 0.0], [-0.2, 0.9, 0.1]], calculator=calc)
     r = atoms.positions * units.BOHR_PER_ANGSTROM  # Bohr
     assert atoms.get_potential_energy() == pytest.approx(float(morse_pairs(r)[0]) * units.HARTREE_TO_EV)
@@ -211,5 +212,6 @@ def test_ase_calculator_units_and_forces():
 
 
 def test_import_does_not_need_ase():
-    code = "import sys, dft_operators.dynamics; assert 'ase' not in sys.modules"
+    code = ("import sys, dft_operators.md.integrators, dft_operators.md.trajectory, dft_operators.spectra, "
+            "dft_operators.ase_calculator; assert 'ase' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

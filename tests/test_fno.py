@@ -168,16 +168,16 @@ class _Traces:
 
 
 def test_the_projects_predict_path_compiles_once_per_box(tiny_fno):
-    # STYLE 8 through the project's own path (api.predict -> grid_density's jitted input builder and predict):
+    # STYLE 8 through the project's own path (api.predict -> grid_inputs' jitted input builder, grid_density's predict):
     # after one molecule on a box, new weights, another molecule and another electron count on the same box
     # shape trace (and so compile) nothing, and the new weights are used, not ones kept from the first call.
     # (Same padded atom count: the rows carry the atoms padded to a power of two, and a new padded count
     # traces the input builder again, even for the FNO, which does not read them.)
     from dft_operators import api, molecule, reference
-    from dft_operators.workflows import grid_density
+    from dft_operators.workflows import grid_inputs
 
     module, params = tiny_fno  # initialised on 8^3; the FNO's weights fit every grid
-    card = {"kind": "fno", "task": dataclasses.asdict(grid_density.GridTask()),
+    card = {"kind": "fno", "task": dataclasses.asdict(grid_inputs.GridTask()),
             "normalisation": {"mean": [-0.7], "std": [1.3]}, "grid": {"spacing": 0.5, "box_shape": 20, "margin": 2.0},
             "level": reference.Level().as_dict(), "elements": ["H", "C", "N", "O", "F"]}
     model = api.Model("tiny", "", card, module, params)

@@ -8,7 +8,7 @@ built-in geometry.
 
 import pytest
 
-from dft_operators import api, model_checks, molecule
+from dft_operators import api, kinds, model_checks, molecule
 
 SHIPPED = {m["name"]: m["kind"] for m in api.list_models()}
 # A check on one molecule lies within this factor of the card's mean over its held-out records ...
@@ -19,7 +19,8 @@ UPPER_BOUND_ONLY = {"energy_error_kcal_mol"}
 
 
 def test_every_model_kind_has_a_check():
-    assert SHIPPED and set(SHIPPED.values()) <= set(model_checks.CHECKS)
+    assert SHIPPED and set(SHIPPED.values()) <= set(kinds.KINDS)
+    assert all(callable(getattr(model_checks, entry.check, None)) for entry in kinds.KINDS.values())
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -52,6 +52,19 @@ def test_training_lowers_the_loss_and_writes_a_model_directory(tmp_path):
     assert card["kind"] == "toy" and card["train_config"]["epochs"] == 6 and card["best_epoch"] >= 1
 
 
+def test_validation_every_few_epochs_selects_among_the_validated_ones(tmp_path):
+    out = str(tmp_path / "m")
+    summary = fit(_objective(), _data(), _data(10, 1), CONFIG.replace(validate_every=4), out, {"kind": "toy"},
+                  progress=False)
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert [e["epoch"] for e in log if "val_loss" in e] == [4, 6]  # every 4th and the last
+    assert summary["best_epoch"] in (4, 6) and summary["val"]
+    best = min((e for e in log if "val_loss" in e), key=lambda e: e["val_loss"])
+    assert checkpoint.load_card(out)["best_epoch"] == best["epoch"]
+    with pytest.raises(ValueError, match="validate_every must be at least 1"):
+        CONFIG.replace(validate_every=0)
+
+
 def test_resume_after_interruption_gives_identical_parameters(tmp_path):
     straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
     fit(_objective(), _data(), None, CONFIG, straight, {"kind": "toy"}, progress=False)

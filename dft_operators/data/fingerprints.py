@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators.grids import UniformGrid
+from dft_operators.grids import UniformGrid, bucket_size
 from dft_operators.molecule import SYMBOLS, atomic_number
 
 ELEMENTS = ("H", "C", "N", "O", "F")  # the elements with a channel, in channel order
@@ -79,11 +79,6 @@ def check_elements(numbers, elements: Sequence[str] = ELEMENTS, atom_mask=None) 
     if unknown:
         names = [SYMBOLS[z] if 0 < z < len(SYMBOLS) else f"Z={z}" for z in unknown]
         raise ValueError(f"no fingerprint channel for element(s) {names}; channels exist for {', '.join(elements)}")
-
-
-def padded_size(n_atoms: int) -> int:
-    """The padded atom count for ``n_atoms``: the next power of two, so that jit compiles a few sizes."""
-    return 1 << max(n_atoms - 1, 0).bit_length()
 
 
 def pad_atoms(numbers, positions, n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,5 +184,5 @@ def atomic_fingerprints(numbers, positions, grid: UniformGrid, elements: Sequenc
     numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
     check_elements(numbers, elements)
     relative = np.asarray(positions, np.float64).reshape(-1, 3) - np.asarray(grid.origin)  # float64 on the host
-    padded = pad_atoms(numbers, relative, padded_size(len(numbers)))
+    padded = pad_atoms(numbers, relative, bucket_size(len(numbers)))
     return np.asarray(box_fingerprints(*padded, np.zeros(3), grid.spacing, grid.shape, elements, widths))

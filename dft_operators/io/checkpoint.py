@@ -11,13 +11,10 @@ Layout of a model directory::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 # The card (JSON) side lives in ``io.cards``, which imports neither JAX nor orbax (``dft-operators models``).

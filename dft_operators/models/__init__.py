@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
-# kind -> (module under dft_operators.models, its config dataclass, its builder); imported when first used, so
-# that a grid model never loads e3nn-jax (seconds of start-up).
-_KINDS = {"fno": ("fno", "FNOConfig", "create_fno"), "deepscf": ("deepscf", "DeepSCFConfig", "create_deepscf"),
-          "kineticnet": ("kineticnet", "KineticNetConfig", "create_kineticnet"),
-          "densnet": ("densnet", "DenSNetConfig", "create_densnet")}
-
-
-def _lookup(kind: str, what: int):
-    if kind not in _KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(_KINDS)}")
-    module = importlib.import_module(f"dft_operators.models.{_KINDS[kind][0]}")
-    return getattr(module, _KINDS[kind][what])
+from dft_operators.kinds import kind as _kind
 
 
 def model_config(kind: str, values: dict | None = None, preset: str = "default"):
     """The config dataclass of a model kind, from a preset ('default' or 'tiny') updated by ``values``."""
-    cls = _lookup(kind, 1)
+    entry = _kind(kind)
+    cls = entry.attribute("models", entry.model, entry.config)
     base = cls.tiny() if preset == "tiny" else cls()
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values or {}) - fields
@@ -32,4 +21,11 @@ def model_config(kind: str, values: dict | None = None, preset: str = "default")
 
 def create_model(kind: str, config):
     """The Flax module of a model kind for its config."""
-    return _lookup(kind, 2)(config)
+    entry = _kind(kind)
+    return entry.attribute("models", entry.model, entry.builder)(config)
+
+
+def check_channels(fields, in_channels: int) -> None:
+    """Refuses a grid model's inputs [..., c] whose channel count is not the model's (ValueError naming both)."""
+    if fields.shape[-1] != in_channels:
+        raise ValueError(f"the model reads {in_channels} input channel(s); got {fields.shape[-1]}")

@@ -38,6 +38,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dft_operators.models import check_channels
+
 
 @dataclasses.dataclass(frozen=True)
 class DeepSCFConfig:
@@ -117,6 +119,7 @@ class DeepSCF(nn.Module):
       blocks: residual blocks per level and side.
       patch: voxels per axis per patch.
       out_scale: electrons/Bohr^3 per unit of the last layer's output.
+      in_channels: input fields the weights were made for (checked on every call).
     """
 
     width: int
@@ -124,6 +127,10 @@ class DeepSCF(nn.Module):
     blocks: int
     patch: int
     out_scale: float
+    in_channels: int
+    # A CNN: translation-equivariant on any box, at its training spacing only; its output is delta rho.
+    resolution_invariant = False
+    signed_output = True
 
     @nn.compact
     def __call__(self, fields: jax.Array) -> jax.Array:
@@ -135,6 +142,7 @@ class DeepSCF(nn.Module):
           delta rho [batch, nx, ny, nz] in electrons / Bohr^3.
         """
         chex.assert_rank(fields, 5)
+        check_channels(fields, self.in_channels)
         shape = fields.shape[1:4]
         x = pad_to_multiple(fields, self.patch * 2**self.levels)  # [b, Nx, Ny, Nz, c_in]
         h = nn.Conv(self.width, (1, 1, 1), use_bias=False, name="embed")(space_to_depth(x, self.patch))
@@ -160,10 +168,6 @@ class DeepSCF(nn.Module):
 
 
 def create_deepscf(config: DeepSCFConfig) -> DeepSCF:
-    """The DeepSCF module for a config (the only place that reads ``DeepSCFConfig``).
-
-    ``config.in_channels`` fixes the input width through the parameters made by ``init``; the module takes
-    its input channels from the data.
-    """
+    """The DeepSCF module for a config (the only place that reads ``DeepSCFConfig``)."""
     return DeepSCF(width=config.width, levels=config.levels, blocks=config.blocks, patch=config.patch,
-                   out_scale=config.out_scale)
+                   out_scale=config.out_scale, in_channels=config.in_channels)

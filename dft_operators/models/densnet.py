@@ -21,7 +21,7 @@ atoms of a molecule (``nn.graph.AtomGraph``, e3nn-jax):
 
 Forces are -dE/dR through both networks (``jax.grad``), the dipole moment is analytic in the
 coefficients (``dipole``), and everything is a pure function of (params, positions): jit, vmap, grad and
-scan it (``dynamics``).
+scan it (``md.integrators``).
 """
 
 from __future__ import annotations
@@ -34,13 +34,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Var
 
-from dft_operators.nn.equivariant import AtomInteraction, NeighbourTensorReadout, irreps_up_to
+from dft_operators.nn.equivariant import AtomInteraction, NeighbourTensorReadout, RadialSpec, irreps_up_to
 from dft_operators.nn.graph import AtomGraph
-
-
-# Name prefixes of the top-level modules of ``DenSNet`` that make the coefficients (the rest make the energy).
-DENSITY_MODULES = ("density_", "neighbour_readout", "coefficient_readout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +66,7 @@ class DenSNetConfig:
 
 @flax.struct.dataclass
 class DensityBasis:
-    """Per-element tables of the density basis in the model's layout (``workflows.densnet`` builds them).
+    """Per-element tables of the density basis in the model's layout (``workflows.density_tables`` makes them).
 
     Row Z of every table belongs to atomic number Z (row 0: padding atoms, all zero); D = basis_irreps.dim.
 
@@ -137,10 +134,13 @@ class DenSNet(nn.Module):
     bond_radius: float
     max_atomic_number: int
 
+    @property
+    def _radial(self) -> RadialSpec:
+        return RadialSpec(self.radial_hidden, self.n_radial, self.cutoff, self.bond_radius)
+
     def _message_passing(self, graph, h, n: int, prefix: str):
         for t in range(n):
-            h = AtomInteraction(self.lmax, self.radial_hidden, self.n_radial, self.cutoff, self.bond_radius,
-                                name=f"{prefix}_{t}")(graph, h)
+            h = AtomInteraction(self.lmax, self._radial, name=f"{prefix}_{t}")(graph, h)
         return h
 
     @nn.compact
@@ -158,8 +158,8 @@ class DenSNet(nn.Module):
         h = e3nn.flax.Linear(irreps, force_irreps_out=True, name="density_embed")(
             _species_features(graph.species, self.channels, self.max_atomic_number, dtype, "density_species"))
         h = self._message_passing(graph, h, self.density_interactions, "density")
-        around = NeighbourTensorReadout(self.basis_irreps, self.readout_channels, self.radial_hidden, self.n_radial,
-                                        self.cutoff, self.bond_radius, name="neighbour_readout")(graph, h)
+        around = NeighbourTensorReadout(self.basis_irreps, self.readout_channels, self._radial,
+                                        name="neighbour_readout")(graph, h)
         delta = e3nn.flax.Linear(out, num_indexed_weights=self.max_atomic_number + 1, force_irreps_out=True,
                                  parameter_initializer=lambda: nn.initializers.zeros, name="coefficient_readout")(
             graph.species, e3nn.concatenate([h, around]).regroup())  # [n_atoms, D], in units of basis.scale
@@ -205,9 +205,25 @@ def predict_all(module: DenSNet, params, graph: AtomGraph, basis: DensityBasis, 
             "dipole": dipole(coefficients, graph, basis)}
 
 
+def density_parameters(module: DenSNet, params, graph: AtomGraph, basis: DensityBasis, baseline: EnergyBaseline,
+                       n_electrons):
+    """The partition of the weights into the two networks: a tree like ``params``, True at the density network's.
+
+    The density network is every weight the coefficients depend on, read from the computation rather than from
+    names: a walk back from the coefficients over the jaxpr of ``module.apply`` marks every input some operation
+    on their path reads (a nested call counts as reading all its inputs).
+    """
+    jaxpr = jax.make_jaxpr(lambda p: module.apply(p, graph, basis, baseline, n_electrons)[0])(params).jaxpr
+    needed = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in needed for v in eqn.outvars):
+            needed.update(v for v in eqn.invars if isinstance(v, Var))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), [v in needed for v in jaxpr.invars])
+
+
 def potential(module: DenSNet, params, graph: AtomGraph, basis: DensityBasis, baseline: EnergyBaseline,
               n_electrons) -> jax.tree_util.Partial:
-    """positions [n_atoms, 3] Bohr -> (energy Hartree, dipole [3] e*Bohr), for ``dynamics`` (padding atoms
+    """positions [n_atoms, 3] Bohr -> (energy Hartree, dipole [3] e*Bohr), for ``md.integrators`` (padding atoms
     are not allowed: build the graph unpadded)."""
     return jax.tree_util.Partial(functools.partial(_energy_and_dipole, module), params, graph, basis, baseline,
                                  n_electrons)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dft_operators.grids import spectral_resample
+from dft_operators.models import check_channels
 from dft_operators.nn.spectral import SpectralConv3D, check_modes
 
 
@@ -95,6 +96,7 @@ class FNO(nn.Module):
       n_layers: Fourier layers.
       lifting_width: hidden width of the projection MLP.
       head: "density" (non-negative output) or "delta" (signed, scaled by ``DELTA_SCALE``).
+      in_channels: input fields the weights were made for (checked on every call).
     """
 
     width: int
@@ -102,6 +104,14 @@ class FNO(nn.Module):
     n_layers: int
     lifting_width: int
     head: str = "density"
+    in_channels: int = 1
+    # The spectral weights are tied to the training box's Fourier modes: any resolution, but that box only.
+    resolution_invariant = True
+
+    @property
+    def signed_output(self) -> bool:
+        """Whether the output is delta rho (a residual task), not a non-negative density."""
+        return self.head == "delta"
 
     @nn.compact
     def __call__(self, fields: jax.Array, out_shape: Sequence[int] | None = None) -> jax.Array:
@@ -120,6 +130,7 @@ class FNO(nn.Module):
           ValueError: when the grid has no more than 2 * modes points along some axis.
         """
         chex.assert_rank(fields, 5)
+        check_channels(fields, self.in_channels)
         if out_shape is not None and tuple(out_shape) != fields.shape[1:4]:
             fields = resample_fields(fields, out_shape)  # [batch, mx, my, mz, c_in]
         shape = fields.shape[1:4]
@@ -140,13 +151,9 @@ class FNO(nn.Module):
 
 
 def create_fno(config: FNOConfig) -> FNO:
-    """The FNO module for a config (the only place that reads ``FNOConfig``).
-
-    ``config.in_channels`` fixes the input width through the parameters made by ``init``; the module takes
-    its input channels from the data.
-    """
+    """The FNO module for a config (the only place that reads ``FNOConfig``)."""
     return FNO(width=config.width, modes=config.modes, n_layers=config.n_layers, lifting_width=config.lifting_width,
-               head=config.head)
+               head=config.head, in_channels=config.in_channels)
 
 
 def normalise(density: jax.Array, n_electrons: jax.Array, voxel_volume) -> jax.Array:

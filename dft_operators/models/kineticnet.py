@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators.nn.equivariant import AtomInteraction, AtomsToPoints, PointsToAtoms, irreps_up_to
+from dft_operators.nn.equivariant import AtomInteraction, AtomsToPoints, PointsToAtoms, RadialSpec, irreps_up_to
 from dft_operators.nn.graph import MolecularGraph
 from dft_operators.physics import kinetic
 from dft_operators.physics._safe import floored
@@ -112,15 +112,15 @@ class KineticNet(nn.Module):
           rho: density at the points [n_points], electrons/Bohr^3; grad_rho: [n_points, 3].
         """
         irreps = irreps_up_to(self.channels, self.lmax)
-        point = dict(hidden=self.radial_hidden, n_basis=self.n_radial, cutoff=self.point_cutoff, r0=self.cusp_radius)
-        projected = PointsToAtoms(self.channels, self.lmax, name="projection", **point)(graph, graph.weights * rho)
+        point = RadialSpec(self.radial_hidden, self.n_radial, self.point_cutoff, self.cusp_radius)
+        bond = RadialSpec(self.radial_hidden, self.n_radial, self.atom_cutoff, self.bond_radius)
+        projected = PointsToAtoms(self.channels, self.lmax, point, name="projection")(graph, graph.weights * rho)
         species = nn.Embed(self.max_atomic_number + 1, self.channels, name="species")(graph.species)
         h = e3nn.flax.Linear(irreps, name="embed")(
             e3nn.concatenate([projected, e3nn.IrrepsArray(f"{self.channels}x0e", species.astype(rho.dtype))]))
         for t in range(self.n_interactions):
-            h = AtomInteraction(self.lmax, self.radial_hidden, self.n_radial, self.atom_cutoff, self.bond_radius,
-                                name=f"interaction_{t}")(graph, h)
-        context = AtomsToPoints(name="readout", **point)(graph, h)  # [n_points, n_paths]
+            h = AtomInteraction(self.lmax, bond, name=f"interaction_{t}")(graph, h)
+        context = AtomsToPoints(point, name="readout")(graph, h)  # [n_points, n_paths]
         x = jnp.concatenate([context, local_invariants(rho, grad_rho).astype(context.dtype)], axis=-1)
         for k in range(2):
             x = nn.silu(nn.Dense(self.readout_hidden, name=f"enhancement_{k}")(x))

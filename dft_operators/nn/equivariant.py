@@ -26,6 +26,8 @@ reflections and translations of molecule and grid together. Costs are linear in 
 
 from __future__ import annotations
 
+import dataclasses
+
 import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
@@ -54,20 +56,28 @@ def _spherical_harmonics(lmax: int, vec) -> e3nn.IrrepsArray:
     return e3nn.spherical_harmonics(list(range(lmax + 1)), e3nn.IrrepsArray("1o", vec), normalize=True)
 
 
-class RadialFilter(nn.Module):
-    """An MLP of the log-Gaussian radial basis times the envelope: [n_edges] distances -> [n_edges, features]."""
+@dataclasses.dataclass(frozen=True)
+class RadialSpec:
+    """The radial filters of a block: MLP width, basis functions, cutoff (Bohr), narrowest basis width (Bohr)."""
 
-    features: int
     hidden: int
     n_basis: int
     cutoff: float
     r0: float
 
+
+class RadialFilter(nn.Module):
+    """An MLP of the log-Gaussian radial basis times the envelope: [n_edges] distances -> [n_edges, features]."""
+
+    features: int
+    spec: RadialSpec
+
     @nn.compact
     def __call__(self, r, mask):
-        basis = radial.log_gaussian_basis(r, self.cutoff, self.n_basis, self.r0)  # [n_edges, n_basis]
-        h = nn.silu(nn.Dense(self.hidden)(basis))
-        scale = radial.envelope(r, self.cutoff) * mask  # [n_edges]
+        spec = self.spec
+        basis = radial.log_gaussian_basis(r, spec.cutoff, spec.n_basis, spec.r0)  # [n_edges, n_basis]
+        h = nn.silu(nn.Dense(spec.hidden)(basis))
+        scale = radial.envelope(r, spec.cutoff) * mask  # [n_edges]
         return nn.Dense(self.features)(h) * scale[:, None]  # [n_edges, features]
 
 
@@ -76,10 +86,7 @@ class PointsToAtoms(nn.Module):
 
     channels: int
     lmax: int
-    hidden: int
-    n_basis: int
-    cutoff: float
-    r0: float
+    radial: RadialSpec
 
     @nn.compact
     def __call__(self, graph: MolecularGraph, field) -> e3nn.IrrepsArray:
@@ -87,7 +94,7 @@ class PointsToAtoms(nn.Module):
         vec, r = _edge_geometry(graph.atom_positions[graph.edge_atom], graph.points[graph.edge_point],
                                 graph.edge_mask)
         n_l = self.lmax + 1
-        filters = RadialFilter(self.channels * n_l, self.hidden, self.n_basis, self.cutoff, self.r0)(r, graph.edge_mask)
+        filters = RadialFilter(self.channels * n_l, self.radial)(r, graph.edge_mask)
         filters = filters.reshape(-1, n_l, self.channels) * field[graph.edge_point][:, None, None]  # [n_edges, L, C]
         sh = _spherical_harmonics(self.lmax, vec)  # [n_edges, (lmax+1)^2]
         chunks = [filters[:, l, :, None] * sh.chunks[l][:, 0, None, :] for l in range(n_l)]  # [n_edges, C, 2l+1]
@@ -95,8 +102,7 @@ class PointsToAtoms(nn.Module):
         return e3nn.scatter_sum(messages, dst=graph.edge_atom, output_size=graph.atom_positions.shape[0])
 
 
-def _bond_messages(graph, h, lmax_sh: int, irreps_out, with_neighbour: bool, hidden: int, n_basis: int,
-                   cutoff: float, r0: float) -> e3nn.IrrepsArray:
+def _bond_messages(graph, h, lmax_sh: int, irreps_out, with_neighbour: bool, spec: RadialSpec) -> e3nn.IrrepsArray:
     """sum_b R(|r_ab|) m_b over the neighbours b of every atom a, m_b = [h_b (x) Y(r_ab)]_(irreps_out), with
     h_b itself prepended when ``with_neighbour``; one radial weight per irrep of m. Called inside a compact
     module's ``__call__`` (it creates that module's ``RadialFilter``). Returns [n_atoms, irreps of m]."""
@@ -106,7 +112,7 @@ def _bond_messages(graph, h, lmax_sh: int, irreps_out, with_neighbour: bool, hid
     neighbour = h[graph.bond_sender]  # [n_bonds, irreps]
     messages = e3nn.tensor_product(neighbour, sh, filter_ir_out=irreps_out)
     messages = (e3nn.concatenate([neighbour, messages]) if with_neighbour else messages).regroup()  # [n_bonds, irreps']
-    mix = RadialFilter(messages.irreps.num_irreps, hidden, n_basis, cutoff, r0)(r, graph.bond_mask)  # [n_bonds, n_irreps]
+    mix = RadialFilter(messages.irreps.num_irreps, spec)(r, graph.bond_mask)  # [n_bonds, n_irreps]
     return e3nn.scatter_sum(messages * mix, dst=graph.bond_receiver, output_size=h.shape[0])
 
 
@@ -114,15 +120,11 @@ class AtomInteraction(nn.Module):
     """One residual message-passing layer between atoms (module docstring); keeps the irreps of its input."""
 
     lmax: int
-    hidden: int
-    n_basis: int
-    cutoff: float
-    r0: float
+    radial: RadialSpec
 
     @nn.compact
     def __call__(self, graph: MolecularGraph, h: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
-        summed = _bond_messages(graph, h, self.lmax, h.irreps, True, self.hidden, self.n_basis, self.cutoff,
-                                self.r0)  # [n_atoms, irreps']
+        summed = _bond_messages(graph, h, self.lmax, h.irreps, True, self.radial)  # [n_atoms, irreps']
         n_gates = sum(mul for mul, ir in h.irreps if ir.l > 0)
         gate_irreps = (e3nn.Irreps(f"{n_gates}x0e") + h.irreps).regroup()
         update = (e3nn.flax.Linear(gate_irreps, force_irreps_out=True, name="self")(h)
@@ -133,10 +135,7 @@ class AtomInteraction(nn.Module):
 class AtomsToPoints(nn.Module):
     """Invariant features at the grid points from the atom features around them (module docstring)."""
 
-    hidden: int
-    n_basis: int
-    cutoff: float
-    r0: float
+    radial: RadialSpec
 
     @nn.compact
     def __call__(self, graph: MolecularGraph, h: e3nn.IrrepsArray) -> jax.Array:
@@ -146,8 +145,7 @@ class AtomsToPoints(nn.Module):
         lmax = max(ir.l for _, ir in h.irreps)
         sh = _spherical_harmonics(lmax, vec)
         paths = e3nn.tensor_product(h[graph.edge_atom], sh, filter_ir_out=["0e"])  # [n_edges, n_paths x 0e]
-        radial = RadialFilter(paths.irreps.num_irreps, self.hidden, self.n_basis, self.cutoff, self.r0)
-        filters = radial(r, graph.edge_mask)  # [n_edges, n_paths]
+        filters = RadialFilter(paths.irreps.num_irreps, self.radial)(r, graph.edge_mask)  # [n_edges, n_paths]
         return jax.ops.segment_sum(paths.array * filters, graph.edge_point, num_segments=graph.points.shape[0])
 
 
@@ -163,10 +161,7 @@ class NeighbourTensorReadout(nn.Module):
 
     irreps_out: str
     channels: int
-    hidden: int
-    n_basis: int
-    cutoff: float
-    r0: float
+    radial: RadialSpec
 
     @nn.compact
     def __call__(self, graph, h: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
@@ -174,6 +169,5 @@ class NeighbourTensorReadout(nn.Module):
         irreps_out = e3nn.Irreps(self.irreps_out)
         lmax_in = max(ir.l for _, ir in h.irreps)
         small = e3nn.flax.Linear(irreps_up_to(self.channels, lmax_in), name="compress")(h)  # [n_atoms, irreps_c]
-        summed = _bond_messages(graph, small, irreps_out.lmax, irreps_out, False, self.hidden, self.n_basis,
-                                self.cutoff, self.r0)
+        summed = _bond_messages(graph, small, irreps_out.lmax, irreps_out, False, self.radial)
         return e3nn.flax.Linear(irreps_out, force_irreps_out=True, name="out")(summed)

@@ -13,8 +13,7 @@ import flax
 import jax
 import numpy as np
 
-# Where padding points and atoms are put (Bohr): beyond every cutoff of every real point or atom.
-_FAR = 1.0e4
+from dft_operators.grids import FAR, QuadratureGrid
 
 
 @flax.struct.dataclass
@@ -83,10 +82,11 @@ def build_graph(points, weights, numbers, positions, point_cutoff: float, atom_c
     sender, receiver = _pairs(positions, positions, atom_cutoff)
     keep = sender != receiver
     sender, receiver = sender[keep], receiver[keep]
-    far_atoms = -_FAR * (1.0 + np.arange(sizes["n_atoms"] - real["n_atoms"]))[:, None] * np.ones(3)
+    far_atoms = -FAR * (1.0 + np.arange(sizes["n_atoms"] - real["n_atoms"]))[:, None] * np.ones(3)
+    grid = QuadratureGrid(points, np.asarray(weights, np.float64)).padded(sizes["n_points"])
     return MolecularGraph(
-        points=_pad(points, sizes["n_points"], _FAR).astype(np.float32),
-        weights=_pad(np.asarray(weights, np.float64), sizes["n_points"], 0.0).astype(np.float32),
+        points=grid.points.astype(np.float32),
+        weights=grid.weights.astype(np.float32),
         atom_positions=np.concatenate([positions, far_atoms]).astype(np.float32),
         species=_pad(np.asarray(numbers, np.int32), sizes["n_atoms"], 0),
         edge_point=_pad(edge_point.astype(np.int32), sizes["n_edges"], 0),
@@ -128,7 +128,7 @@ def build_atom_graph(numbers, positions, n_atoms: int | None = None) -> AtomGrap
     if n_atoms < n_real:
         raise ValueError(f"cannot pad {n_real} atoms to {n_atoms}")
     sender, receiver = np.nonzero(~np.eye(n_atoms, dtype=bool))
-    far_atoms = -_FAR * (1.0 + np.arange(n_atoms - n_real))[:, None] * np.ones(3)
+    far_atoms = -FAR * (1.0 + np.arange(n_atoms - n_real))[:, None] * np.ones(3)
     return AtomGraph(atom_positions=np.concatenate([positions, far_atoms]).astype(np.float32),
                      species=_pad(numbers.astype(np.int32), n_atoms, 0),
                      bond_sender=sender.astype(np.int32), bond_receiver=receiver.astype(np.int32),

@@ -43,7 +43,8 @@ def free_atom_coefficients(number: int, level: Level) -> np.ndarray:
 
 def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
     """The auxiliary-basis table of one element (module docstring), PySCF's order: the PySCF reference of what
-    DenSNet's training derives from stored records (``workflows.densnet.record_elements``; tests compare them).
+    DenSNet's training derives from stored records (``workflows.density_records.record_elements``; tests
+    compare them).
 
     Args:
       number: atomic number; level: its ``aux_basis`` names the basis, basis and pseudo the free atom.

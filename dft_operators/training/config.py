@@ -17,9 +17,15 @@ class TrainConfig:
     weight_decay: float = 1e-5  # AdamW decoupled weight decay
     grad_clip_norm: float = 1.0  # clip the global gradient norm to this value
     val_fraction: float = 0.1  # fraction of records held out for validation (when no split is given)
+    validate_every: int = 1  # validate (and so select the best weights) every this many epochs, and after the last
     checkpoint_every: int = 1  # save a resumable checkpoint every this many epochs
     checkpoint_every_steps: int = 0  # also every this many steps, mid-epoch (0: at epoch ends only)
     seed: int = 0  # seeds initialisation, shuffling and the split
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "validate_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
 
     @staticmethod
     def tiny() -> "TrainConfig":

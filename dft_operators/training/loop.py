@@ -10,7 +10,8 @@ resumes on the same batches (``TrainConfig.checkpoint_every_steps``). With sever
 (``sharding.initialize_distributed``) every process runs this loop on its slice of each global batch and
 process 0 alone writes the card, the log and the plots. An objective may name pretraining
 :class:`Stage` s (another loss on the same weights, e.g. DenSNet's density first): each is trained to the end,
-by this same loop in its own subdirectory, before the objective itself starts from its best weights.
+by this same loop in its own subdirectory, before the objective itself starts from its best weights. An
+objective may also freeze part of the weights (``Objective.param_labels``): the optimiser leaves them unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from dft_operators.training import metrics, sharding
 from dft_operators.training.config import TrainConfig
 
 Batch = dict[str, Any]
+# Labels of ``Objective.param_labels``: weights the optimiser updates, and weights it leaves exactly as they are.
+TRAINABLE, FROZEN = "trainable", "frozen"
 
 
 class TrainingError(RuntimeError):
@@ -48,6 +51,8 @@ class Objective(NamedTuple):
     pretraining: tuple[Stage, ...] = ()  # trained first, in order, each starting from the previous one's weights
     augment: Callable[[dict, np.random.Generator], dict] | None = None  # random transform of each training
     # record as it is read (``input_pipeline.Pipeline``); validation records are not transformed
+    param_labels: Callable[[Any, Batch], Any] | None = None  # (params, batch) -> a tree like params of TRAINABLE
+    # or FROZEN (no gradient step, no weight decay); None: all trainable
 
 
 class Stage(NamedTuple):
@@ -68,13 +73,17 @@ class TrainState:
     opt_state: Any
 
 
-def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """Clipped AdamW with a linear warm-up and cosine decay over ``total_steps``."""
+def make_optimizer(config: TrainConfig, total_steps: int, param_labels=None) -> optax.GradientTransformation:
+    """Clipped AdamW with a linear warm-up and cosine decay over ``total_steps``; with ``param_labels`` (a tree
+    like the params of TRAINABLE or FROZEN) for the TRAINABLE weights only, the FROZEN ones never change."""
     warmup = max(1, int(config.warmup_fraction * total_steps))
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, config.learning_rate, warmup, max(total_steps, warmup + 1), config.learning_rate * config.final_lr_fraction)
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm),
-                       optax.adamw(schedule, weight_decay=config.weight_decay))
+    adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm),
+                        optax.adamw(schedule, weight_decay=config.weight_decay))
+    if param_labels is None:
+        return adamw
+    return optax.partition({TRAINABLE: adamw, FROZEN: optax.set_to_zero()}, param_labels)
 
 
 def _weighted_sums(per_sample: dict[str, jax.Array], weight: jax.Array) -> dict[str, jax.Array]:
@@ -83,8 +92,9 @@ def _weighted_sums(per_sample: dict[str, jax.Array], weight: jax.Array) -> dict[
     return sums
 
 
-def make_steps(objective: Objective, optimizer: optax.GradientTransformation):
-    """Jitted ``train_step(state, batch) -> (state, sums)`` and ``eval_step(params, batch) -> sums``."""
+def make_steps(objective: Objective, optimizer: optax.GradientTransformation, param_labels=None):
+    """Jitted ``train_step(state, batch) -> (state, sums)`` and ``eval_step(params, batch) -> sums``; the logged
+    gradient norm is that of the TRAINABLE weights of ``param_labels`` (None: all)."""
 
     def loss_fn(params, batch):
         per_sample = objective.per_sample(params, batch)
@@ -96,7 +106,9 @@ def make_steps(objective: Objective, optimizer: optax.GradientTransformation):
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         sums = _weighted_sums(per_sample, batch["weight"])
-        sums["grad_norm"] = optax.tree.norm(grads) * sums["count"]
+        trained = grads if param_labels is None else jax.tree_util.tree_map(  # unused frozen gradients: jit drops them
+            lambda label, g: g if label == TRAINABLE else None, param_labels, grads)
+        sums["grad_norm"] = optax.tree.norm(trained) * sums["count"]
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
 
     def eval_step(params, batch: Batch):
@@ -179,12 +191,12 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
     mesh = sharding.data_mesh()
     pipeline = Pipeline(as_source(train_data), global_batch_size(config.batch_size, mesh), config.seed,
                         augment=objective.augment)
-    optimizer = make_optimizer(config, config.epochs * pipeline.steps_per_epoch)
-    train_step, eval_step = make_steps(objective, optimizer)
-
     with pipeline.epoch_batches(0) as batches:
         example = next(batches)
     params = objective.init(jax.random.PRNGKey(config.seed), example)
+    labels = objective.param_labels(params, example) if objective.param_labels else None
+    optimizer = make_optimizer(config, config.epochs * pipeline.steps_per_epoch, labels)
+    train_step, eval_step = make_steps(objective, optimizer, labels)
     state = TrainState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), params, optimizer.init(params))
     manager = checkpoint.state_manager(out_dir)
     restored, position = checkpoint.restore_state(manager, state)
@@ -196,7 +208,8 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
     history = [e for e in log.read() if e["epoch"] <= int(state.epoch)]
     if writer:
         log.rewrite(history)  # drop epochs logged after the last saved state (a kill in between)
-    best = min(history, key=lambda e: e["select"]) if history else None
+    candidates = [e for e in history if "select" in e]
+    best = min(candidates, key=lambda e: e["select"]) if candidates else None
     if restored is None and writer:
         checkpoint.save_card(out_dir, card)
     state = jax.device_put(state, sharding.replicated(mesh))
@@ -223,13 +236,14 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
                 f"the training loss became {entry['train_loss']} in epoch {epoch + 1}; stopped, the last good "
                 f"checkpoint in {out_dir} (step {int(manager.latest_step() or 0)}) is kept: lower the learning "
                 "rate or check the data")
-        if val_data is not None:
+        if val_data is not None and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == last):
             entry.update({f"val_{k}": v for k, v in
                           evaluate_objective(objective, state.params, val_data, config.batch_size, eval_step).items()})
-        entry["select"] = entry.get("val_loss", entry["train_loss"])
+        if val_data is None or "val_loss" in entry:  # a candidate for the best weights
+            entry["select"] = entry.get("val_loss", entry["train_loss"])
         entry["seconds"] = time.perf_counter() - start
         state = state.replace(epoch=state.epoch + 1)
-        if best is None or entry["select"] <= best["select"]:
+        if "select" in entry and (best is None or entry["select"] <= best["select"]):
             best = entry
             checkpoint.save_params(out_dir, state.params)
             if writer:

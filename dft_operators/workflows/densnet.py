@@ -1,20 +1,17 @@
 """Density coefficients, energies, forces and dipoles of molecules: the workflow of DenSNet.
 
-Data: the ``coefficients`` kind of an all-electron dataset made with ``forces`` (``coefficients/c`` and
-``coefficients/aux_labels`` in PySCF's order, ``forces``, ``dipole`` and the ``energy`` attribute), with what
-generation stores so that training and evaluation never call PySCF (``data.generate._density_basis_fields``):
-the auxiliary basis as arrays (``coefficients/aux_*``, evaluated by ``gaussians``), each atom's free-atom
-coefficients (``coefficients/c_atoms``), both density metrics at the geometry (``coefficients/metric_*``) and
-an evaluation quadrature with the Kohn-Sham density on it (``coefficients/points``, ``weights``, ``rho``).
+Data (read by ``density_records``): the ``coefficients`` kind of an all-electron dataset made with ``forces``
+(``coefficients/c`` and ``coefficients/aux_labels`` in PySCF's order, ``forces``, ``dipole`` and the ``energy``
+attribute), with what generation stores so that training and evaluation never call PySCF
+(``data.generate._density_basis_fields``): the auxiliary basis as arrays (``coefficients/aux_*``, evaluated by
+``gaussians``), each atom's free-atom coefficients (``coefficients/c_atoms``), both density metrics at the
+geometry (``coefficients/metric_*``) and an evaluation quadrature with the Kohn-Sham density on it
+(``coefficients/points``, ``weights``, ``rho``).
 
-Layout. The model writes each atom's coefficients as one e3nn irreps vector (``DenSNetConfig.basis_irreps``):
-shell k of angular momentum l of an element goes to copy k of the irrep l, and its 2l + 1 PySCF functions
-map to e3nn's real spherical harmonics by the linear map M_l with A_pyscf(u) = Y_e3nn(u) M_l on unit
-vectors u (fitted here on random directions, exact to rounding; PySCF's functions are evaluated by
-``gaussians``), so c_e3nn = M_l c_pyscf. The element tables (free-atom coefficients, charges, moments,
-``models.densnet.DensityBasis``) are made once from the records' stored arrays and kept in the model card with
-the matrices back to PySCF's order: a model then needs PySCF only to write the density of a new molecule on a
-grid (``density_at``, ``predict``) or to compare with a fresh Kohn-Sham run (``density_nmae``).
+Layout: each atom's coefficients are one e3nn irreps vector (``DenSNetConfig.basis_irreps``), mapped to and
+from PySCF's order by the per-element tables the model card keeps (``density_tables``), made once from the
+records' stored arrays: a model then needs PySCF only to write the density of a new molecule on a grid
+(``density_at``, ``predict``) or to compare with a fresh Kohn-Sham run (``density_nmae``).
 
 Loss, per record, with Delta = c - c_ref per atom and M_ab the metric between the functions of atoms a and b
 at that geometry (in the model layout; ``DensityTask.density_metric``):
@@ -36,8 +33,9 @@ term trains the density too.
 Order. With ``task.density_epochs`` = 0 both networks train jointly on all terms. With ``density_epochs`` > 0,
 density first, as the method is built: the density network is trained alone on the density and dipole terms
 (a pretraining ``training.loop.Stage`` at peak ``density_learning_rate``: no energy network and no forces, so
-an epoch costs ~2.4x less), then, for ``train.epochs``, either frozen (``freeze_density``: its gradients
-stopped) while the energy network trains on all terms, or trained on jointly with it. Joint fine-tuning at the
+an epoch costs ~2.4x less), then, for ``train.epochs``, either frozen (``freeze_density``: the optimiser
+leaves its weights exactly as they are, ``Objective.param_labels``) while the energy network trains on all
+terms, or trained on jointly with it. Joint fine-tuning at the
 full learning rate from a fresh energy network undoes the density (ethanol: density L2 error 0.024 -> 0.043 in
 five epochs); frozen, the density is good (1.35 % NMAE, joint from scratch 1.81 %) and the energy surface
 worse (strong-band harmonic frequencies 69 cm^-1 off, joint 19): the energy network no longer shapes the
@@ -51,29 +49,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dft_operators import gaussians, reference, units
 from dft_operators.grids import UniformGrid
-from dft_operators.io.dataset import Dataset, DatasetError
+from dft_operators.io.dataset import Dataset
 from dft_operators.level import Level, level_electrons
 from dft_operators.models import densnet
 from dft_operators.molecule import Molecule
 from dft_operators.nn.graph import AtomGraph, build_atom_graph
-from dft_operators.training.loop import Objective, Stage
+from dft_operators.training.loop import FROZEN, TRAINABLE, Objective, Stage
+from dft_operators.workflows import evaluate_records
+from dft_operators.workflows.density_records import (AUX_FIELDS, EVALUATION_FIELDS, graph_of, load_arrays,
+                                                     record_elements, record_molecule, require_fields)
+from dft_operators.workflows.density_tables import (DensityTables, element_tables, fit_baselines, model_arrays,
+                                                    to_pyscf_order)
 
-_GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
-# Random directions used to fit the map between PySCF's and e3nn's real spherical harmonics.
-_N_DIRECTIONS = 64
-# A slot's normalising scale never drops below this fraction of the element's largest one.
-_SCALE_FLOOR = 1e-2
 # Metric key of the density error's norm: "density_l2" or "density_coulomb".
 _NORMS = {"overlap": "l2", "coulomb": "coulomb"}
-# Energy-baseline scale floor (Hartree): 1 kcal/mol.
-_MIN_ENERGY_SCALE = units.KCAL_PER_MOL_TO_HARTREE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,234 +95,6 @@ class DensityTask:
             raise ValueError(f"task.density_epochs must be >= 0, not {self.density_epochs}")
         if self.density_learning_rate is not None and not self.density_learning_rate > 0:
             raise ValueError(f"task.density_learning_rate must be > 0, not {self.density_learning_rate}")
-
-
-def harmonic_maps(lmax: int) -> list[np.ndarray]:
-    """M_l [2l + 1, 2l + 1] with PySCF's angular functions = e3nn's spherical harmonics @ M_l (module docstring)."""
-    u = np.random.default_rng(0).normal(size=(_N_DIRECTIONS, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    maps = []
-    for l in range(lmax + 1):
-        with jax.enable_x64(True):
-            y = np.asarray(e3nn.spherical_harmonics(l, e3nn.IrrepsArray("1o", jnp.asarray(u)), normalize=True,
-                                                    normalization="component").array)
-        a = gaussians.angular_functions(l, u)
-        m, *_ = np.linalg.lstsq(y, a, rcond=None)
-        if not np.allclose(y @ m, a, atol=1e-10):
-            raise RuntimeError(f"PySCF's l = {l} functions are not a rotation of e3nn's spherical harmonics")
-        maps.append(m)
-    return maps
-
-
-def _slots(irreps: e3nn.Irreps) -> dict[int, list[int]]:
-    """Start index of every copy of each l in an irreps vector, {l: [start, ...]}."""
-    out, start = {}, 0
-    for mul, ir in irreps:
-        for _ in range(mul):
-            out.setdefault(ir.l, []).append(start)
-            start += ir.dim
-    return out
-
-
-# Stored arrays of a record (``data.generate._density_basis_fields``): the auxiliary basis, what the element
-# tables are made of, and the evaluation quadrature.
-_AUX_FIELDS = tuple(f"coefficients/aux_{name}" for name in gaussians.GaussianBasis.FIELDS)
-_ELEMENT_FIELDS = ("coefficients/c_atoms", "coefficients/aux_integrals", *_AUX_FIELDS)
-_EVALUATION_FIELDS = ("coefficients/points", "coefficients/weights", "coefficients/rho", "coefficients/grid_level")
-
-
-def _require(ds: Dataset, fields) -> None:
-    """Raises DatasetError naming what the dataset lacks of ``fields`` (from its manifest's field list)."""
-    listed = ds.metadata.get("fields") or {}
-    missing = [k for k in fields if listed and k not in listed]
-    if "coefficients" not in ds.metadata.get("kinds", []) or missing:
-        raise DatasetError(f"{ds.path} lacks {missing or ['coefficients/*']}; DenSNet needs `generate --kind "
-                           "coefficients` with forces, made by a version that stores what training reads "
-                           "(the auxiliary basis, free-atom coefficients, metrics): regenerate it")
-
-
-def record_elements(ds: Dataset, ids: list[str], numbers: dict[str, np.ndarray] | None = None
-                    ) -> dict[int, dict[str, np.ndarray]]:
-    """The one-atom data of every element of the records, from the first atom of it met (no PySCF).
-
-    Args:
-      ds, ids: the records; numbers: their atomic numbers by id, if already read.
-    Returns:
-      {Z: {"ls" [n_shells] l per shell (contractions expanded), "integrals" [n_f] int chi dr, "moments" [n_f, 3]
-      int (r - R) chi dr, "atomic_coefficients" [n_f] the free atom's fit}}, PySCF's order: the keys of
-      ``reference.density_basis.element_basis``, which computes them with PySCF.
-    """
-    _require(ds, _ELEMENT_FIELDS)
-    numbers = numbers or {rid: ds.read(rid, ["numbers"])["numbers"] for rid in ids}
-    elements = {}
-    for rid in ids:
-        new = sorted({int(z) for z in numbers[rid]} - set(elements))
-        if not new:
-            continue
-        r = ds.read(rid, ["numbers", *_ELEMENT_FIELDS])
-        basis = gaussians.GaussianBasis.from_arrays(r, "coefficients/aux_")
-        atom_of, moments = basis.function_atoms(), gaussians.first_moments(basis)
-        for z in new:
-            a = int(np.flatnonzero(r["numbers"] == z)[0])
-            mine = atom_of == a
-            elements[z] = {"ls": basis.shell_ls(a), "integrals": r["coefficients/aux_integrals"][mine],
-                           "moments": moments[mine], "atomic_coefficients": r["coefficients/c_atoms"][mine]}
-    return elements
-
-
-def element_tables(elements: dict[int, dict], aux_basis: str, basis_irreps: str) -> dict:
-    """The JSON-able per-element tables of the model card (module docstring).
-
-    Args:
-      elements: one-atom data per atomic number (``record_elements``); aux_basis: its basis's name.
-    Raises:
-      ValueError: an element has more shells of some l than ``basis_irreps`` has copies of it.
-    """
-    irreps = e3nn.Irreps(basis_irreps)
-    slots = _slots(irreps)
-    maps = harmonic_maps(irreps.lmax)
-    tables = {}
-    for z in sorted(int(n) for n in elements):
-        table = elements[z]
-        counts = np.bincount(table["ls"], minlength=irreps.lmax + 1)
-        if len(counts) > irreps.lmax + 1 or any(counts[l] > len(slots.get(l, [])) for l in range(len(counts))):
-            need = " + ".join(f"{n}x{l}{'eo'[l % 2]}" for l, n in enumerate(counts) if n)
-            raise ValueError(f"the {aux_basis} functions of element {z} ({need}) do not fit the model's "
-                             f"basis_irreps {basis_irreps!r}; set model.basis_irreps to cover them")
-        from_pyscf = np.zeros((irreps.dim, len(table["integrals"])))
-        used, column = {l: 0 for l in slots}, 0
-        for l in table["ls"]:
-            start = slots[l][used[l]]
-            from_pyscf[start:start + 2 * l + 1, column:column + 2 * l + 1] = maps[l]
-            used[l], column = used[l] + 1, column + 2 * l + 1
-        to_pyscf = np.linalg.pinv(from_pyscf)  # [n_f, D]
-        tables[str(z)] = {
-            "atomic": from_pyscf @ table["atomic_coefficients"], "charges": to_pyscf.T @ table["integrals"],
-            "moments": to_pyscf.T @ table["moments"],
-            "mask": (np.abs(from_pyscf).sum(1) > 0).astype(float), "to_pyscf": to_pyscf}
-    return {"aux_basis": aux_basis, "basis_irreps": basis_irreps,
-            "elements": {z: {k: np.asarray(v).tolist() for k, v in t.items()} for z, t in tables.items()}}
-
-
-def layout_maps(tables: dict) -> dict[int, np.ndarray]:
-    """{atomic number: [D, n_f] matrix from PySCF's order to the model layout}, the inverse of "to_pyscf"."""
-    return {int(z): np.linalg.pinv(np.asarray(t["to_pyscf"])) for z, t in tables["elements"].items()}
-
-
-def to_model_layout(maps: dict[int, np.ndarray], numbers, labels, coefficients) -> np.ndarray:
-    """PySCF-ordered coefficients [n_aux] of a molecule (``aux_labels`` [n_aux, 3]) -> [n_atoms, D], with the
-    per-element ``layout_maps``."""
-    atom_of = np.asarray(labels)[:, 0]
-    return np.stack([maps[int(z)] @ np.asarray(coefficients)[atom_of == a] for a, z in enumerate(numbers)])
-
-
-def metric_in_layout(tables: dict, numbers, labels, metric, n_atoms: int) -> np.ndarray:
-    """A molecule's PySCF-ordered aux metric [n_aux, n_aux] (``aux_labels`` [n_aux, 3]) -> M [n_atoms, n_atoms,
-    D, D] with M[a, b] the metric between atom a's and atom b's model slots (padding atoms zero)."""
-    atom_of = np.asarray(labels)[:, 0]
-    d = e3nn.Irreps(tables["basis_irreps"]).dim
-    blocks = np.zeros((len(atom_of), n_atoms * d))  # PySCF functions <- model slots
-    for a, z in enumerate(numbers):
-        blocks[atom_of == a, a * d:(a + 1) * d] = np.asarray(tables["elements"][str(int(z))]["to_pyscf"])
-    m = blocks.T @ np.asarray(metric) @ blocks
-    return m.reshape(n_atoms, d, n_atoms, d).transpose(0, 2, 1, 3)
-
-
-def to_pyscf_order(tables: dict, numbers, coefficients) -> np.ndarray:
-    """Model-layout coefficients [n_atoms, D] -> PySCF's order [n_aux] (atoms in order)."""
-    return np.concatenate([np.asarray(tables["elements"][str(int(z))]["to_pyscf"]) @ np.asarray(c, np.float64)
-                           for z, c in zip(numbers, coefficients)])
-
-
-def model_arrays(tables: dict, max_atomic_number: int) -> tuple[densnet.DensityBasis, densnet.EnergyBaseline]:
-    """The ``DensityBasis`` and ``EnergyBaseline`` of a card's tables, rows indexed by atomic number."""
-    d = e3nn.Irreps(tables["basis_irreps"]).dim
-    n = max_atomic_number + 1
-    full = {"atomic": np.zeros((n, d)), "charges": np.zeros((n, d)), "moments": np.zeros((n, d, 3)),
-            "mask": np.zeros((n, d)), "scale": np.ones((n, d))}
-    for z, table in tables["elements"].items():
-        for key in full:
-            full[key][int(z)] = np.asarray(table[key])
-    energies = np.zeros(n)
-    for z, e in tables["atom_energies"].items():
-        energies[int(z)] = e
-    as32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    return (densnet.DensityBasis(**{k: as32(v) for k, v in full.items()}),
-            densnet.EnergyBaseline(as32(energies), as32(tables["energy_scale"])))
-
-
-def _molecule(ds: Dataset, rid: str, arrays: dict) -> Molecule:
-    """The molecule of a record from its numbers and positions (in ``arrays``) and its attributes."""
-    attrs = {name: ds.attribute(name, [rid])[0] for name in ("charge", "spin", "name")}
-    return Molecule.from_record({**arrays, **attrs})
-
-
-def load_arrays(ds: Dataset, ids: list[str], tables: dict, metric: str, n_atoms: int | None = None
-                ) -> dict[str, np.ndarray]:
-    """Training arrays of records padded to one atom count (floats as float32), from stored arrays only.
-
-    Returns:
-      the ``AtomGraph`` fields, "coefficients" [n, A, D], "metric" [n, A, A, D, D] (``metric_in_layout`` of
-      the stored ``coefficients/metric_<metric>``, ``reference.density_basis.aux_metric`` at generation),
-      "energy" [n] Hartree, "forces" [n, A, 3] Hartree/Bohr, "dipole" [n, 3] e*Bohr, "n_electrons" [n].
-    """
-    level = Level(**ds.metadata["level"])
-    fields = ["numbers", "positions", "forces", "dipole", "coefficients/c", "coefficients/aux_labels",
-              f"coefficients/metric_{metric}"]
-    _require(ds, fields)
-    records = [ds.read(rid, fields) for rid in ids]
-    energies = ds.attribute("energy", ids)
-    n_atoms = n_atoms or max(len(r["numbers"]) for r in records)
-    maps = layout_maps(tables)
-    rows = []
-    for rid, r, energy in zip(ids, records, energies):
-        numbers = np.asarray(r["numbers"])
-        mol = _molecule(ds, rid, r)
-        graph = build_atom_graph(numbers, r["positions"], n_atoms)
-        labels = r["coefficients/aux_labels"]
-        c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
-        m = metric_in_layout(tables, numbers, labels, r[f"coefficients/metric_{metric}"].astype(np.float64), n_atoms)
-        pad = ((0, n_atoms - len(numbers)), (0, 0))
-        rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
-                     "coefficients": np.pad(c, pad), "metric": m.astype(np.float32),
-                     "forces": np.pad(np.asarray(r["forces"]), pad),
-                     "energy": np.float64(energy), "dipole": np.asarray(r["dipole"], np.float64),
-                     "n_electrons": np.float64(level_electrons(mol, level))})
-    stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
-    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in stacked.items()}
-
-
-def fit_baselines(tables: dict, arrays: dict) -> dict:
-    """Adds the training-set statistics to the tables: per-slot scales of c - c0 (one per irrep copy, so
-    rotations commute with them), per-element energies (least squares on element counts) and their scale."""
-    irreps = e3nn.Irreps(tables["basis_irreps"])
-    species, coefficients = arrays["species"], arrays["coefficients"].astype(np.float64)
-    for z, table in tables["elements"].items():
-        delta = coefficients[species == int(z)] - np.asarray(table["atomic"])  # [n_atoms_z, D]
-        if not len(delta):  # an element met only in validation: unit scales
-            table["scale"] = np.ones(irreps.dim).tolist()
-            continue
-        rms = np.sqrt(np.mean(delta**2, axis=0))
-        scale, start = np.ones(irreps.dim), 0
-        for mul, ir in irreps:
-            for _ in range(mul):
-                scale[start:start + ir.dim] = np.sqrt(np.mean(rms[start:start + ir.dim] ** 2))
-                start += ir.dim
-        scale = np.maximum(scale, _SCALE_FLOOR * scale.max())
-        table["scale"] = scale.tolist()
-    elements = sorted(tables["elements"], key=int)
-    counts = np.stack([(species == int(z)).sum(1) for z in elements], axis=1).astype(float)  # [n, n_el]
-    energies = arrays["energy"].astype(np.float64)
-    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    residual = energies - counts @ solution
-    tables["atom_energies"] = {z: float(e) for z, e in zip(elements, solution)}
-    tables["energy_scale"] = float(max(residual.std(), _MIN_ENERGY_SCALE))
-    return tables
-
-
-def graph_of(row: dict) -> AtomGraph:
-    """The ``AtomGraph`` of one record of ``load_arrays`` (no leading axis)."""
-    return AtomGraph(**{k: row[k] for k in _GRAPH_FIELDS})
 
 
 def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask, joint: bool = True
@@ -361,33 +128,35 @@ def record_metrics(module, params, basis, baseline, row: dict, task: DensityTask
     return {"loss": loss, **metrics}
 
 
-def objective(module, tables: dict, task: DensityTask) -> Objective:
+def objective(module, tables: DensityTables, task: DensityTask) -> Objective:
     """Density + energy + force + dipole loss of DenSNet over batches of padded records; with
     ``task.density_epochs`` the density network alone first (a pretraining ``Stage``), then frozen or not
     (``task.freeze_density``) while the energy network trains."""
     basis, baseline = model_arrays(tables, module.max_atomic_number)
 
+    def first_row(batch):
+        return {k: jnp.asarray(v[0]) for k, v in batch.items()}
+
     def init(key, batch):  # jitted: one compilation instead of one per operation (~30 s on a loaded CPU)
-        row = {k: jnp.asarray(v[0]) for k, v in batch.items()}
+        row = first_row(batch)
         return jax.jit(module.init)(key, graph_of(row), basis, baseline, row["n_electrons"])
 
-    def per_sample(joint, frozen_density):
+    def per_sample(joint):
         def batch_metrics(params, batch):
-            params = _stop_density_gradients(params) if frozen_density else params
             return jax.vmap(lambda row: record_metrics(module, params, basis, baseline, row, task, joint))(batch)
         return batch_metrics
 
+    def density_frozen(params, batch):  # the optimiser's partition: the density network's weights FROZEN
+        row = first_row(batch)
+        density = densnet.density_parameters(module, params, graph_of(row), basis, baseline, row["n_electrons"])
+        return jax.tree_util.tree_map(lambda d: FROZEN if d else TRAINABLE, density)
+
     if task.density_epochs == 0:
-        return Objective(init, per_sample(True, False))
-    density_first = Stage("density_first", Objective(init, per_sample(False, False)), task.density_epochs,
+        return Objective(init, per_sample(True))
+    density_first = Stage("density_first", Objective(init, per_sample(False)), task.density_epochs,
                           task.density_learning_rate)
-    return Objective(init, per_sample(True, task.freeze_density), (density_first,))
-
-
-def _stop_density_gradients(params):
-    """The weights, the density network's held constant under jax.grad (the energy network's stay free)."""
-    return {**params, "params": {name: jax.lax.stop_gradient(p) if name.startswith(densnet.DENSITY_MODULES) else p
-                                 for name, p in params["params"].items()}}
+    return Objective(init, per_sample(True), (density_first,),
+                     param_labels=density_frozen if task.freeze_density else None)
 
 
 def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: DensityTask, module):
@@ -400,32 +169,38 @@ def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: Density
     train = load_arrays(ds, train_ids, tables, task.density_metric, n_atoms)
     val = load_arrays(ds, val_ids, tables, task.density_metric, n_atoms) if val_ids else None
     tables = fit_baselines(tables, train)
-    return objective(module, tables, task), train, val, {"tables": tables}
+    return objective(module, tables, task), train, val, {"tables": tables.to_json()}
 
 
-def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
-    """(objective, arrays) to evaluate a trained model on dataset records."""
-    if ds.metadata["level"] != card["level"]:
-        raise ValueError(f"{ds.path} was made at level {ds.metadata['level']}, the model at {card['level']}")
-    tables = card["tables"]
+def _tables(card: dict) -> DensityTables:
+    """The density tables of a model card."""
+    return DensityTables.from_json(card["tables"])
+
+
+def metrics(card: dict, module, params, ds: Dataset, ids: list[str]) -> dict[str, float]:
+    """Mean metrics of a trained model on dataset records (``Workflow.metrics``; ``api.evaluate`` has checked
+    the level of theory): the loss's terms and ``nmae_percent`` (``records_nmae``, against the fitted densities)."""
+    tables = _tables(card)
     task = DensityTask(**card["task"])
-    return objective(module, tables, task), load_arrays(ds, ids, tables, task.density_metric)
+    arrays = load_arrays(ds, ids, tables, task.density_metric)
+    result = evaluate_records(objective(module, tables, task), params, arrays)
+    return {**result, "nmae_percent": records_nmae(card, module, params, ds, ids)}
 
 
 def _model_inputs(card: dict, module, molecule: Molecule):
     """(graph, basis, baseline, n_electrons) of one molecule for a trained model."""
-    unknown = sorted({int(z) for z in molecule.numbers} - {int(z) for z in card["tables"]["elements"]})
+    tables = _tables(card)
+    unknown = sorted({int(z) for z in molecule.numbers} - set(tables.elements))
     if unknown:
-        raise ValueError(f"the model knows elements {sorted(int(z) for z in card['tables']['elements'])}, "
-                         f"not {unknown} of {molecule.name}")
-    basis, baseline = model_arrays(card["tables"], module.max_atomic_number)
+        raise ValueError(f"the model knows elements {sorted(tables.elements)}, not {unknown} of {molecule.name}")
+    basis, baseline = model_arrays(tables, module.max_atomic_number)
     graph = jax.tree_util.tree_map(jnp.asarray, build_atom_graph(molecule.numbers, molecule.positions))
     n_electrons = float(level_electrons(molecule, Level(**card["level"])))
     return graph, basis, baseline, n_electrons
 
 
 def molecule_potential(card: dict, module, params, molecule: Molecule):
-    """positions [n_atoms, 3] Bohr -> (energy Hartree, dipole [3] e*Bohr) of a molecule, for ``dynamics``."""
+    """positions [n_atoms, 3] Bohr -> (energy Hartree, dipole [3] e*Bohr) of a molecule, for ``md.integrators``."""
     return densnet.potential(module, params, *_model_inputs(card, module, molecule))
 
 
@@ -445,7 +220,7 @@ def forward(card: dict, module, params, molecule: Molecule) -> tuple[np.ndarray,
 def density_at(card: dict, molecule: Molecule, coefficients, points) -> np.ndarray:
     """The expanded density at points [..., 3] (Bohr), [...] electrons/Bohr^3 (the basis from PySCF)."""
     level = Level(**card["level"])
-    c = to_pyscf_order(card["tables"], molecule.numbers, coefficients)
+    c = to_pyscf_order(_tables(card), molecule.numbers, coefficients)
     points = np.asarray(points, np.float64)
     return reference.density_basis.aux_density(molecule, level, c, points.reshape(-1, 3)).reshape(points.shape[:-1])
 
@@ -457,7 +232,7 @@ def predict(card: dict, module, params, molecule: Molecule, level, spacing: floa
     "dipole_debye" [3], "coefficients" [n_atoms, D]}.
     """
     out = properties(card, module, params, molecule)
-    grid = UniformGrid.around(molecule.positions, spacing / refine, margin=5.0)
+    grid = UniformGrid.around(molecule.positions, spacing / refine)
     return {"grid": grid, "density": density_at(card, molecule, out["coefficients"], grid.points()),
             "energy_hartree": float(out["energy"]), "forces": out["forces"],
             "dipole_debye": (out["dipole"] * units.DEBYE_PER_AU).tolist(), "coefficients": out["coefficients"]}
@@ -476,7 +251,7 @@ def density_nmae(card: dict, module, params, molecule: Molecule, grid_level: int
     fitted = reference.fit_coefficients(state.density)["coefficients"]
     fit = reference.density_basis.aux_density(molecule, level, fitted, points)
     predicted = density_at(card, molecule, properties(card, module, params, molecule)["coefficients"], points)
-    atoms = np.stack([card["tables"]["elements"][str(int(z))]["atomic"] for z in molecule.numbers])
+    atoms = np.stack([_tables(card).elements[int(z)].atomic for z in molecule.numbers])
     free_atoms = density_at(card, molecule, atoms, points)
     return {"model_vs_ks": _nmae(predicted, ks, weights), "model_vs_fit": _nmae(predicted, fit, weights),
             "fit_vs_ks": _nmae(fit, ks, weights), "atoms_vs_ks": _nmae(free_atoms, ks, weights)}
@@ -503,7 +278,7 @@ def predict_coefficients(card: dict, module, params, molecules: list[Molecule]) 
     is not run). A molecule gets the same numbers alone as among others."""
     for mol in molecules[:1]:
         _model_inputs(card, module, mol)  # checks the elements
-    basis, baseline = model_arrays(card["tables"], module.max_atomic_number)
+    basis, baseline = model_arrays(_tables(card), module.max_atomic_number)
     level = Level(**card["level"])
     out: list = [None] * len(molecules)
     for n_atoms in sorted({m.n_atoms for m in molecules}):
@@ -535,9 +310,10 @@ def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_l
     """
     if against not in ("fit", "ks"):
         raise ValueError(f"records_nmae compares with 'fit' or 'ks', not {against!r}")
-    fields = ["numbers", "positions", "coefficients/c", *_AUX_FIELDS, *_EVALUATION_FIELDS]
-    _require(ds, fields)
-    molecules = [_molecule(ds, rid, ds.read(rid, ["numbers", "positions"])) for rid in ids]
+    fields = ["numbers", "positions", "coefficients/c", *AUX_FIELDS, *EVALUATION_FIELDS]
+    require_fields(ds, fields)
+    tables = _tables(card)
+    molecules = [record_molecule(ds, rid, ds.read(rid, ["numbers", "positions"])) for rid in ids]
     predictions = predict_coefficients(card, module, params, molecules)
     errors = []
     for rid, mol, prediction in zip(ids, molecules, predictions):
@@ -550,7 +326,7 @@ def records_nmae(card: dict, module, params, ds: Dataset, ids: list[str], grid_l
                                  f"grid only, not on level {grid_level}")
             points, weights = reference.molecular_quadrature(mol, Level(**card["level"]), grid_level)
         basis = gaussians.GaussianBasis.from_arrays(r, "coefficients/aux_")
-        predicted_c = to_pyscf_order(card["tables"], mol.numbers, prediction)
+        predicted_c = to_pyscf_order(tables, mol.numbers, prediction)
         target_c = np.asarray(r["coefficients/c"], np.float64)
         predicted, fitted = gaussians.expand(basis, mol.positions, points, np.stack([predicted_c, target_c], 1)).T
         errors.append(_nmae(predicted, ks if against == "ks" else fitted, weights))

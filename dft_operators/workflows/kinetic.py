@@ -39,6 +39,7 @@ from dft_operators.models import kineticnet
 from dft_operators.molecule import Molecule
 from dft_operators.nn.graph import MolecularGraph, build_graph, graph_sizes
 from dft_operators.training.loop import Objective
+from dft_operators.workflows import evaluate_records
 
 _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(MolecularGraph))
 # Padded sizes are rounded up to multiples of this, so that similar datasets compile the same shapes.
@@ -190,12 +191,11 @@ def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: Kinetic
     return objective(module, task), train, val, {"grid_level": ds.metadata["settings"]["grid_level"]}
 
 
-def evaluation_data(card: dict, ds: Dataset, ids: list[str], module):
-    """(objective, arrays) to evaluate a trained model on dataset records."""
-    if ds.metadata["level"] != card["level"]:
-        raise ValueError(f"{ds.path} was made at level {ds.metadata['level']}, the model at {card['level']}")
+def metrics(card: dict, module, params, ds: Dataset, ids: list[str]) -> dict[str, float]:
+    """Mean metrics of a trained model on dataset records (``Workflow.metrics``; ``api.evaluate`` has
+    checked the level of theory)."""
     arrays = load_arrays(ds, ids, module.point_cutoff, module.atom_cutoff)
-    return objective(module, KineticTask(**card["task"])), arrays
+    return evaluate_records(objective(module, KineticTask(**card["task"])), params, arrays)
 
 
 def kinetic_functional(kinetic, integrals: dict):
@@ -250,6 +250,6 @@ def predict(card: dict, module, params, molecule: Molecule, level: Level, refine
     Returns {"grid", "density" [nx, ny, nz], "energy_hartree", "iterations", "converged"}.
     """
     result = solve_ofdft(molecule, (module, params), level, max(card.get("grid_level", 2), 2))
-    grid = UniformGrid.around(molecule.positions, spacing / refine, margin=5.0)
+    grid = UniformGrid.around(molecule.positions, spacing / refine)
     return {"grid": grid, "density": density_on_box(result, molecule, level, grid), "energy_hartree": result["energy"],
             "iterations": result["iterations"], "converged": result["converged"]}

@@ -1,0 +1,2 @@
+"""Molecular dynamics: the integrators and their driver (:mod:`.integrators`) and the recorded
+frames (:mod:`.trajectory`)."""
