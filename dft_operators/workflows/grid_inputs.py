@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -87,11 +86,6 @@ class Normaliser:
     def identity(channels: int) -> "Normaliser":
         """Mean 0, scale 1: leaves the inputs as they are."""
         return Normaliser((0.0,) * channels, (1.0,) * channels)
-
-
-def stack_inputs(fields: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """Channels-last inputs [..., nx, ny, nz, c] from fields [..., nx, ny, nz] (fingerprints [..., c_f])."""
-    return np.concatenate([fields[n] if n == "fingerprints" else fields[n][..., None] for n in names], axis=-1)
 
 
 def box_field_names(task: GridTask) -> list[str]:
