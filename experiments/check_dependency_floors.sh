@@ -15,7 +15,8 @@ shift || true
 python="${PYTHON:-python3.11}"
 
 # A fresh venv each run, with uv in it: uv's "lowest-direct" resolution picks the lowest allowed version
-# of each direct requirement, which pip cannot do.
+# of each direct requirement, which pip cannot do. Only a folder that is a venv (or nothing) is replaced.
+if [[ -e "$venv" && ! -f "$venv/pyvenv.cfg" ]]; then echo "$venv exists and is not a venv" >&2; exit 2; fi
 rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q uv
@@ -31,12 +32,15 @@ for name in [*names, "jaxlib"]:
     print(f"{name:18s} {version(name)}")
 PY
 
-# The quick tests (about 6 minutes on 2 cores): one file or more for each dependency's use, leaving out
-# the slow end-to-end ones (generation, CLI, notebooks, DenSNet/DeepSCF training, reference SCF).
+# The quick tests (about 7 minutes on 2 busy cores): at least one for each dependency's use, leaving out the
+# slow end-to-end files (generation, CLI, notebooks, DenSNet/DeepSCF training, reference SCF).
 tests=(
   tests/test_grids.py tests/test_fno.py tests/test_physics.py tests/test_molecule.py tests/test_cube.py
   tests/test_splits.py tests/test_fingerprints.py tests/test_molecule_specs.py tests/test_input_pipeline.py
   tests/test_dynamics.py tests/test_no_pyscf.py tests/test_training_loop.py tests/test_shipped_cards.py
+  # the floors of the cluster and test extras: dask, nbformat, nbclient, ipykernel
+  "tests/test_generate.py::test_the_dask_executor_writes_the_records_of_the_process_executor"
+  "tests/test_notebooks.py::test_notebook_executes[01_reference_data.ipynb]"
 )
 [[ $# -gt 0 ]] && tests=("$@")
 cd "$repo"

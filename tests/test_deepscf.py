@@ -1,5 +1,6 @@
 """DeepSCF: atomic fingerprints, augmentation exactness, the U-Net's locality, training, and the SCF from its guess."""
 
+import dataclasses
 import json
 
 import jax
@@ -113,7 +114,7 @@ def test_strain_is_a_symmetric_deformation_and_the_fingerprints_follow_it():
 @pytest.fixture(scope="module")
 def random_tiny():
     """The tiny U-Net with random (not zero-initialised) weights, so every path reaches the output."""
-    module = create_deepscf(DeepSCFConfig.tiny())
+    module = create_deepscf(dataclasses.replace(DeepSCFConfig.tiny(), in_channels=2))
 
     @jax.jit
     def random_params(key):
