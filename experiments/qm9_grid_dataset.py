@@ -30,7 +30,7 @@ SETTINGS = GenerationSettings(kinds=("grid",), spacing=0.4, box_shape=56, margin
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.expanduser("~/dft_data/qm9_grid"), help="dataset directory")
-    parser.add_argument("--molecules", default="qm9:1200", help="molecule spec (QM9 draw)")
+    parser.add_argument("--molecules", default="qm9:1400", help="QM9 draw (1400: about 1190 records)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="generation processes")
     parser.add_argument("--executor", default="process", choices=["process", "dask"])
     parser.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")

@@ -6,8 +6,9 @@ molecules, C/H/N/O only, the same for every run and in no training set), a valid
 picks each run's best epoch) and the pool the training sets are drawn from; the training sets are nested
 (the first N of one seeded order of the pool: ``train.max_train_molecules``). Each run sees about the same
 number of samples (``--samples``: epochs = samples / N), so small sets get more epochs. Every run is a normal
-``dft-operators train`` into ``<workdir>/<variant>-<N>`` (validated about 20 times) and resumes after a kill; evaluation is ``api.evaluate``
-on the test records. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
+``dft-operators train`` into ``<workdir>/<variant>-<N>`` (validated about 20 times) and resumes after a
+kill; evaluation is ``api.evaluate`` on the test records. Variants: the paper's potential-to-density FNO
+(``fno``), the FNO Delta-learning on top of rho0 (``fno_delta``) and DeepSCF. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
 field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
 compare trends, not digits.
 
