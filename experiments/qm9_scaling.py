@@ -5,10 +5,15 @@ valence densities on a 56^3 box of 0.4 Bohr), one seeded order of the molecules 
 molecules, C/H/N/O only, the same for every run and in no training set), a validation set (``--val``, which
 picks each run's best epoch) and the pool the training sets are drawn from; the training sets are nested
 (the first N of one seeded order of the pool: ``train.max_train_molecules``). Each run sees about the same
-number of samples (``--samples``: epochs = samples / N), so small sets get more epochs. Every run is a normal
-``dft-operators train`` into ``<workdir>/<variant>-<N>`` (validated about 20 times) and resumes after a
-kill; evaluation is ``api.evaluate`` on the test records. Variants: the paper's potential-to-density FNO
-(``fno``), the FNO Delta-learning on top of rho0 (``fno_delta``) and DeepSCF. The level of theory is LDA with GTH pseudopotentials (valence densities), where the
+number of samples (``--samples``: epochs = samples / N), so small sets get more epochs; one curve is one
+(variant, sample budget), and a larger budget is another curve: where the curves of two budgets differ more
+than the points along one, the model is limited by compute, not data. Every run is a normal
+``dft-operators train`` into ``<workdir>/<variant>-n<N>-s<samples>`` (validated about 20 times) and resumes
+after a kill; evaluation is ``api.evaluate`` on the test records; each finished run is merged into the
+report, so separate invocations (other sizes, budgets, variants) add curves. Variants (``VARIANTS``): the
+paper's potential-to-density FNO (``fno``), the FNO Delta-learning on top of rho0 (``fno_delta``), the
+same with a local differential-kernel path in each Fourier layer (``fno_delta_local``), DeepSCF
+(``deepscf``) and a wider, deeper DeepSCF (``deepscf_wide``: width 32, two blocks a level). The level of theory is LDA with GTH pseudopotentials (valence densities), where the
 field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
 compare trends, not digits.
 
@@ -34,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # variant -> (model kind, config): the paper's potential-to-density FNO, the FNO Delta-learning on top of
 # rho0 (potential and rho0 in, the "delta" head), DeepSCF
 VARIANTS = {"fno": ("fno", "fno_qm9.json"), "fno_delta": ("fno", "fno_delta_qm9.json"),
-            "deepscf": ("deepscf", "deepscf_qm9.json")}
+            "fno_delta_local": ("fno", "fno_delta_local_qm9.json"), "deepscf": ("deepscf", "deepscf_qm9.json"),
+            "deepscf_wide": ("deepscf", "deepscf_wide_qm9.json")}
 TEST_ELEMENTS = {1, 6, 7, 8}
 VALIDATIONS = 20  # validations a run (the best of them is kept)
 
@@ -86,15 +92,15 @@ def plot(path: str, results: dict, baseline: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for variant, runs in results.items():
+    for curve, runs in results.items():
         sizes = [r["train_molecules"] for r in runs]
         nmae = [r["test_nmae_percent"] for r in runs]
-        line, = ax.loglog(sizes, nmae, "o-", label=variant)
+        line, = ax.loglog(sizes, nmae, "o-", label=curve)
         if len(runs) >= 2:
             fit = power_law(sizes, nmae)
             grid = np.geomspace(min(sizes), max(sizes), 50)
             ax.loglog(grid, fit["prefactor"] * grid ** fit["exponent"], "--", color=line.get_color(),
-                      label=f"{variant} fit: N^{fit['exponent']:.2f}")
+                      label=f"fit: N^{fit['exponent']:.2f}")
     ax.axhline(baseline, color="gray", lw=1, label=f"rho0 (atomic guess) {baseline:.1f} %")
     ax.set_xlabel("QM9 training molecules")
     ax.set_ylabel("held-out density NMAE (%)")
@@ -131,14 +137,32 @@ def main():
         raise SystemExit(f"error: the smallest training set ({min(args.sizes)} molecules) lacks elements "
                          f"{sorted(TEST_ELEMENTS - seen)} of the test set; try another --seed")
     qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
-    report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"], "samples_per_run": args.samples,
+    report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"],
               "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
-              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": {}, "fits": {}}
+              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": earlier_runs(args.out, test)}
     for variant in args.variants:
-        report["runs"][variant] = []
+        curve = curve_name(variant, args.samples)
         for size in sorted(args.sizes):
-            report["runs"][variant].append(train_and_test(variant, size, ds, test, val, test_ids, args))
+            run = train_and_test(variant, size, ds, test, val, test_ids, args)
+            others = [r for r in report["runs"].get(curve, []) if r["train_molecules"] != size]
+            report["runs"][curve] = sorted(others + [run], key=lambda r: r["train_molecules"])
             write_report(args.out, report)  # after every run: a killed study keeps what it measured
+
+
+def curve_name(variant: str, samples: int) -> str:
+    """One curve of the study: a variant at one sample budget."""
+    return f"{variant}, {samples} samples"
+
+
+def earlier_runs(path: str, test: list[str]) -> dict:
+    """The runs of an earlier report on the same test molecules (curve -> runs), else {}."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        earlier = json.load(f)
+    if earlier.get("test_molecules") != test:
+        raise SystemExit(f"error: {path} holds a study on other test molecules: pass another --out")
+    return earlier.get("runs", {})
 
 
 def train_and_test(variant: str, size: int, ds: Dataset, test, val, test_ids, args) -> dict:
@@ -147,30 +171,32 @@ def train_and_test(variant: str, size: int, ds: Dataset, test, val, test_ids, ar
     config = run_config(variant, size, test, val, args.samples)
     setup = api.TrainSetup.resolve(kind, config)
     train_ids, _ = api.split(ds, setup)
-    out = os.path.join(args.workdir, f"{variant}-{size}")
+    out = os.path.join(args.workdir, f"{variant}-n{size}-s{args.samples}")
     summary = api.train(kind, args.data, out, config, progress=False)
     with open(os.path.join(out, "log.jsonl")) as f:
         wall = sum(json.loads(line)["seconds"] for line in f)  # every epoch, also those of earlier calls
     evaluation = api.evaluate(out, args.data, test_ids)
-    run = {"train_molecules": size, "train_records": len(train_ids), "epochs": setup.train_config.epochs,
+    run = {"train_molecules": size, "train_records": len(train_ids), "samples": args.samples,
+           "epochs": setup.train_config.epochs,
            "best_epoch": summary.get("best_epoch"), "train_wall_seconds": wall,
            "test_nmae_percent": evaluation["nmae_percent"], "test_records": evaluation["records"],
            "model": out, "train_config": dataclasses.asdict(setup.train_config)}
-    print(f"{variant} N={size}: {run['epochs']} epochs, {wall / 60:.1f} min training, test NMAE "
+    print(f"{variant} N={size}, {args.samples} samples: {run['epochs']} epochs, {wall / 60:.1f} min training, "
+          f"test NMAE "
           f"{run['test_nmae_percent']:.2f} %", flush=True)
     return run
 
 
 def write_report(path: str, report: dict) -> None:
     """The JSON report with power-law fits of the variants that have two or more points, and the PNG."""
-    report["fits"] = {variant: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
-                      for variant, runs in report["runs"].items() if len(runs) >= 2}
+    report["fits"] = {curve: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
+                      for curve, runs in report["runs"].items() if len(runs) >= 2}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=1, default=str)
     plot(os.path.splitext(path)[0] + ".png", report["runs"], report["rho0_test_nmae_percent"])
-    for variant, fit in report["fits"].items():
-        print(f"{variant}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about "
+    for curve, fit in report["fits"].items():
+        print(f"{curve}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about "
               f"{fit['molecules_for_1_percent'] or float('inf'):.3g} molecules", flush=True)
 
 if __name__ == "__main__":

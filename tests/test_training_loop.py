@@ -199,6 +199,21 @@ def test_a_run_stopped_mid_epoch_resumes_on_the_same_batches(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_calling_fit_again_on_a_finished_run_trains_nothing_and_keeps_its_log(tmp_path):
+    """With a step checkpoint on every step, each epoch's last step is saved mid-epoch first; the epoch's end
+    must replace it, or a rerun of the finished command resumes into an epoch with no batches left."""
+    config = CONFIG.replace(checkpoint_every_steps=1)
+    out = str(tmp_path / "m")
+    first = fit(_objective(), _data(), _data(10, 1), config, out, {"kind": "toy"}, progress=False)
+    params = checkpoint.load_params(out)
+    again = fit(_objective(), _data(), _data(10, 1), config, out, {"kind": "toy"}, progress=False)
+    assert again["epochs"] == 6 and again["best_epoch"] == first["best_epoch"]
+    assert [json.loads(line)["epoch"] for line in open(os.path.join(out, "log.jsonl"))] == [1, 2, 3, 4, 5, 6]
+    state = _last_state(out)
+    assert int(state["step"]) == 24 and int(state["epoch"]) == 6
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, checkpoint.load_params(out))
+
+
 def _last_state(directory):
     manager = checkpoint.state_manager(directory)
     args = checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.StandardRestore(),

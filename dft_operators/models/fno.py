@@ -3,12 +3,14 @@
 The map is potential -> density on a periodic box (``grids.UniformGrid``), both channels-last:
 
     lift:     h_0(x)     = A [f(x), r(x)]                         (pointwise; r = 3 box coordinates)
-    layer t:  h_{t+1}(x) = gelu(K_t h_t (x) + W_t h_t(x))         (no gelu after the last layer)
+    layer t:  h_{t+1}(x) = gelu(K_t h_t (x) + W_t h_t(x) [+ D_t h_t(x)])   (no gelu after the last layer)
     project:  rho(x)     = softplus(Q_2 gelu(Q_1 h_L(x)))          (non-negative; head "density")
               drho(x)    = s Q_2 gelu(Q_1 h_L(x))                  (signed; head "delta", s = DELTA_SCALE)
 
 with K_t the spectral convolution of ``nn.spectral`` and W_t, A, Q pointwise (1x1) Dense layers, the
-W_t h_t term being the layer's residual (skip) path. No weight has a grid-sized shape, so one set of
+W_t h_t term being the layer's residual (skip) path. With ``local`` each layer adds D_t, a learned
+differential kernel (``nn.differential``: zero-sum 3x3x3 stencils scaled by 1/h, which converge to first
+derivatives), for the sharp features that the kept modes cannot carry; it keeps resolution transfer. No weight has a grid-sized shape, so one set of
 weights evaluates on every resolution of the same box. ``normalise`` then scales rho to the electron
 count, which absorbs the arbitrary units of the network output. The "delta" head is for Delta-learning
 on top of the atomic-density guess (the workflow adds rho0 and normalises): the pure potential-to-density
@@ -28,6 +30,7 @@ import numpy as np
 
 from dft_operators.grids import spectral_resample
 from dft_operators.models import check_channels
+from dft_operators.nn.differential import DifferentialConv3D
 from dft_operators.nn.spectral import SpectralConv3D, check_modes
 
 
@@ -46,6 +49,7 @@ class FNOConfig:
     lifting_width: int = 64  # hidden width of the projection MLP
     in_channels: int = 1  # input fields (the screened ionic potential; 2 when the atomic-density guess is added)
     head: str = "density"  # "density": non-negative rho; "delta": signed rho - rho0 (a residual task)
+    local: bool = False  # add a differential-kernel path to each Fourier layer (the paper's FNO: False)
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -97,6 +101,7 @@ class FNO(nn.Module):
       lifting_width: hidden width of the projection MLP.
       head: "density" (non-negative output) or "delta" (signed, scaled by ``DELTA_SCALE``).
       in_channels: input fields the weights were made for (checked on every call).
+      local: whether each Fourier layer has a differential-kernel path.
     """
 
     width: int
@@ -105,6 +110,7 @@ class FNO(nn.Module):
     lifting_width: int
     head: str = "density"
     in_channels: int = 1
+    local: bool = False
     # The spectral weights are tied to the training box's Fourier modes: any resolution, but that box only.
     resolution_invariant = True
 
@@ -139,7 +145,10 @@ class FNO(nn.Module):
         coordinates = jnp.broadcast_to(box_coordinates(shape), fields.shape[:4] + (3,))  # [batch, nx, ny, nz, 3]
         h = nn.Dense(self.width, name="lifting")(jnp.concatenate([fields, coordinates], axis=-1))
         for t in range(self.n_layers):
-            h = SpectralConv3D(self.width, modes, name=f"spectral_{t}")(h) + nn.Dense(self.width, name=f"skip_{t}")(h)
+            paths = [SpectralConv3D(self.width, modes, name=f"spectral_{t}")(h), nn.Dense(self.width, name=f"skip_{t}")(h)]
+            if self.local:
+                paths.append(DifferentialConv3D(self.width, name=f"local_{t}")(h))
+            h = sum(paths)
             if t < self.n_layers - 1:
                 h = gelu(h)
         h = gelu(nn.Dense(self.lifting_width, name="projection_hidden")(h))
@@ -153,7 +162,7 @@ class FNO(nn.Module):
 def create_fno(config: FNOConfig) -> FNO:
     """The FNO module for a config (the only place that reads ``FNOConfig``)."""
     return FNO(width=config.width, modes=config.modes, n_layers=config.n_layers, lifting_width=config.lifting_width,
-               head=config.head, in_channels=config.in_channels)
+               head=config.head, in_channels=config.in_channels, local=config.local)
 
 
 def normalise(density: jax.Array, n_electrons: jax.Array, voxel_volume) -> jax.Array:

@@ -215,7 +215,10 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
     state = jax.device_put(state, sharding.replicated(mesh))
 
     def save_state(batches):
-        manager.save(int(state.step), args=checkpoint.state_args(state, batches.get_state()))
+        step = int(state.step)
+        if manager.latest_step() == step:  # a step checkpoint on the epoch's last batch: the epoch's end replaces it
+            manager.delete(step)
+        manager.save(step, args=checkpoint.state_args(state, batches.get_state()))
         manager.wait_until_finished()
 
     last = config.epochs if until_epoch is None else min(until_epoch, config.epochs)
@@ -230,8 +233,9 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
                 total = _accumulate(total, sums)
                 if config.checkpoint_every_steps and int(state.step) % config.checkpoint_every_steps == 0:
                     save_state(batches)
-        entry = {"epoch": epoch + 1, "step": int(state.step), **_means(total, "train")}
-        if not math.isfinite(entry["train_loss"]):
+        # no batches: resumed at the very end of an epoch, from a state saved before its end replaced it
+        entry = {"epoch": epoch + 1, "step": int(state.step), **(_means(total, "train") if total else {})}
+        if not math.isfinite(entry.get("train_loss", 0.0)):
             raise TrainingError(
                 f"the training loss became {entry['train_loss']} in epoch {epoch + 1}; stopped, the last good "
                 f"checkpoint in {out_dir} (step {int(manager.latest_step() or 0)}) is kept: lower the learning "
@@ -239,8 +243,8 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
         if val_data is not None and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == last):
             entry.update({f"val_{k}": v for k, v in
                           evaluate_objective(objective, state.params, val_data, config.batch_size, eval_step).items()})
-        if val_data is None or "val_loss" in entry:  # a candidate for the best weights
-            entry["select"] = entry.get("val_loss", entry["train_loss"])
+        if "val_loss" in entry or "train_loss" in entry and val_data is None:  # a candidate for the best weights
+            entry["select"] = entry.get("val_loss", entry.get("train_loss"))
         entry["seconds"] = time.perf_counter() - start
         state = state.replace(epoch=state.epoch + 1)
         if "select" in entry and (best is None or entry["select"] <= best["select"]):

@@ -53,10 +53,6 @@ def output_density(out, n_electrons, voxel_volume, rho0=None):
         out = jnp.maximum(rho0 + out, 0.0)
     return fno.normalise(out, n_electrons, voxel_volume)
 
-# Bohr every atom kept from the box faces in datasets (and cards) made before their settings recorded it
-UNRECORDED_MARGIN = 2.0
-
-
 
 def predict_density(module, params, x, n_electrons, voxel_volume, out_shape: Sequence[int] | None = None,
                     rho0=None):
