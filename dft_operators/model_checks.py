@@ -59,6 +59,14 @@ def densnet_errors(model: api.Model, molecule: Molecule) -> dict[str, float]:
             "energy_error_kcal_mol": abs(energy - state.energy) * units.HARTREE_TO_KCAL_PER_MOL}
 
 
+def check_molecule(name: str) -> Molecule:
+    """A check molecule by its name in a card: a built-in molecule, or else a SMILES (held-out QM9 molecules of
+    QM9-trained models), as its seed-0 RDKit conformer."""
+    from dft_operators import molecule
+
+    return molecule.builtin(name) if name in molecule.builtin_names() else molecule.from_smiles(name, seed=0)
+
+
 def check(model: api.Model | str, molecule: Molecule) -> dict[str, float]:
     """The card metrics of ``model`` (loaded, shipped name or directory) on one molecule (module docstring)."""
     model = model if isinstance(model, api.Model) else api.load_model(model)

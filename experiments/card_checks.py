@@ -2,8 +2,8 @@
 
 A card's ``test_metrics`` come from 10-50 generated held-out records (``experiments/train_shipped_*.py``),
 too slow to recompute in a test. This script computes the same metrics on one or two held-out molecules at
-their built-in geometries (``molecule.builtin``) with ``dft_operators.model_checks`` (its docstring defines
-them).
+their built-in geometries (``molecule.builtin``; SMILES at their seed-0 RDKit conformers) with
+``dft_operators.model_checks`` (its docstring defines them).
 
 ``--write`` stores the values in each card as ``"checks"`` (with their tolerance and the card's test
 metrics beside them), which ``tests/test_shipped_cards.py`` recomputes (the first molecule of each);
@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from dft_operators import api, model_checks, molecule
+from dft_operators import api, model_checks
 
 COMMAND = "python experiments/card_checks.py"
 # Held-out test molecules of each shipped model (card "test_molecules"), small enough to check in seconds.
@@ -55,7 +55,7 @@ def tolerance(name: str, metric: str, values: list[float]) -> float:
 def run_check(name: str) -> dict:
     """The check of a shipped model: {"molecules": [...], metric: [value per molecule]}."""
     model = api.load_model(name)
-    rows = [model_checks.check(model, molecule.builtin(m)) for m in MOLECULES[name]]
+    rows = [model_checks.check(model, model_checks.check_molecule(m)) for m in MOLECULES[name]]
     return {"molecules": list(MOLECULES[name]), **{k: [row[k] for row in rows] for k in rows[0]}}
 
 

@@ -8,7 +8,7 @@ built-in geometry.
 
 import pytest
 
-from dft_operators import api, kinds, model_checks, molecule
+from dft_operators import api, kinds, model_checks
 
 SHIPPED = {m["name"]: m["kind"] for m in api.list_models()}
 # A check on one molecule lies within this factor of the card's mean over its held-out records ...
@@ -30,7 +30,7 @@ def test_shipped_model_reproduces_its_card(name, one_pyscf_thread):
     assert checks, f"{name}: no checks in its card; run python experiments/card_checks.py --write"
     first = checks["molecules"][0]
     assert first in model.card["test_molecules"]
-    values = model_checks.check(model, molecule.builtin(first))
+    values = model_checks.check(model, model_checks.check_molecule(first))
     for metric, value in values.items():
         stored, tol = checks[metric][0], checks["tolerance"][metric]
         assert abs(value - stored) <= tol, (f"{name} {metric} on {first}: {value:.6g}, its card's check {stored:.6g} "

@@ -9,8 +9,9 @@ The map is potential -> density on a periodic box (``grids.UniformGrid``), both 
 
 with K_t the spectral convolution of ``nn.spectral`` and W_t, A, Q pointwise (1x1) Dense layers, the
 W_t h_t term being the layer's residual (skip) path. With ``local`` each layer adds D_t, a learned
-differential kernel (``nn.differential``: zero-sum 3x3x3 stencils scaled by 1/h, which converge to first
-derivatives), for the sharp features that the kept modes cannot carry; it keeps resolution transfer. No weight has a grid-sized shape, so one set of
+differential kernel (``nn.differential``: a learned linear map of the central-difference gradient, the
+limit of zero-sum stencils scaled by 1/h), for the sharp features that the kept modes cannot carry; it keeps
+resolution transfer. No weight has a grid-sized shape, so one set of
 weights evaluates on every resolution of the same box. ``normalise`` then scales rho to the electron
 count, which absorbs the arbitrary units of the network output. The "delta" head is for Delta-learning
 on top of the atomic-density guess (the workflow adds rho0 and normalises): the pure potential-to-density
