@@ -6,7 +6,8 @@
   rq4  inputs: the potential, the atomic-density guess, or both (same short training budget)
 
 Run: python experiments/fno_questions.py rq1 [--workdir runs/fno_small]; each writes
-experiments/results/fno_<rq>.json and PNG slices of predicted vs reference density.
+experiments/results/fno_<rq>.json and PNG slices of predicted vs reference density. rq3 takes any FNO:
+``rq3 --model DIR --molecules NAME_OR_SMILES ... --tag rq3_qm9``.
 """
 
 import argparse
@@ -15,13 +16,14 @@ import os
 
 import numpy as np
 
-from dft_operators import api, molecule, reference
+from dft_operators import api, model_checks, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io.dataset import Dataset
 from dft_operators.training import metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
+RQ3_MOLECULES = ("acetone", "urea", "methylamine")
 FLUORINATED = ("hydrogen-fluoride", "fluoromethane", "difluoromethane", "fluorine")
 SHORT = {"preset": "default", "model": {"width": 16, "modes": 8, "n_layers": 4, "lifting_width": 32},
          "train": {"epochs": 4, "batch_size": 4, "learning_rate": 3e-3, "val_fraction": 0.1}}
@@ -107,11 +109,11 @@ def rq2(workdir: str) -> None:
                  "fluorine_molecules": list(FLUORINATED), "config": config})
 
 
-def rq3(workdir: str) -> None:
-    model = api.load_model(os.path.join(workdir, "model"))
+def rq3(workdir: str, model_path: str | None = None, molecules=RQ3_MOLECULES, tag: str = "rq3") -> None:
+    model = api.load_model(model_path or os.path.join(workdir, "model"))
     rows, table = [], {}
-    for name in ("acetone", "urea", "methylamine"):
-        mol = molecule.builtin(name)
+    for name in molecules:
+        mol = model_checks.check_molecule(name)
         state = reference.run_ks(mol, model.level)
         entry = {}
         for refine in (1, 2):
@@ -122,8 +124,8 @@ def rq3(workdir: str) -> None:
                 metrics.nmae_percent(pred["density"][None], ref[None], grid.voxel_volume)[0])
         rows.append((f"{name} (0.2 Bohr)", ref, pred["density"]))
         table[name] = entry
-    plot_slices(rows, os.path.join(RESULTS, "fno_rq3_slices.png"))
-    save("rq3", {"per_molecule": table, "trained_spacing_bohr": model.card["grid"]["spacing"]})
+    plot_slices(rows, os.path.join(RESULTS, f"fno_{tag}_slices.png"))
+    save(tag, {"model": model.name, "per_molecule": table, "trained_spacing_bohr": model.card["grid"]["spacing"]})
 
 
 def rq4(workdir: str) -> None:
@@ -139,8 +141,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("question", choices=["rq1", "rq2", "rq3", "rq4"])
     parser.add_argument("--workdir", default="runs/fno_small")
+    parser.add_argument("--model", help="rq3: this model (a directory or shipped name) instead of <workdir>/model")
+    parser.add_argument("--molecules", nargs="+", default=RQ3_MOLECULES, help="rq3: built-in names or SMILES")
+    parser.add_argument("--tag", default="rq3", help="rq3: results as fno_<tag>.json and fno_<tag>_slices.png")
     args = parser.parse_args()
-    globals()[args.question](args.workdir)
+    if args.question == "rq3":
+        rq3(args.workdir, args.model, args.molecules, args.tag)
+    else:
+        globals()[args.question](args.workdir)
 
 
 if __name__ == "__main__":
