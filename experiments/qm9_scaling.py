@@ -12,8 +12,10 @@ than the points along one, the model is limited by compute, not data. Every run 
 after a kill; evaluation is ``api.evaluate`` on the test records; each finished run is merged into the
 report, so separate invocations (other sizes, budgets, variants) add curves. Variants (``VARIANTS``): the
 paper's potential-to-density FNO (``fno``), the FNO Delta-learning on top of rho0 (``fno_delta``), the
-same with a local differential-kernel path in each Fourier layer (``fno_delta_local``), DeepSCF
-(``deepscf``) and a wider, deeper DeepSCF (``deepscf_wide``: width 32, two blocks a level). The level of theory is LDA with GTH pseudopotentials (valence densities), where the
+same with a local differential-kernel path in each Fourier layer (``fno_delta_local``), the same with
+DeepSCF's atomic fingerprints as inputs (``fno_delta_fp``: analytic on every grid, so they keep the
+resolution transfer), DeepSCF (``deepscf``) and a wider, deeper DeepSCF (``deepscf_wide``: width 32, two
+blocks a level). The level of theory is LDA with GTH pseudopotentials (valence densities), where the
 field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE on VASP/DeepDFT grids:
 compare trends, not digits.
 
@@ -39,7 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # variant -> (model kind, config): the paper's potential-to-density FNO, the FNO Delta-learning on top of
 # rho0 (potential and rho0 in, the "delta" head), DeepSCF
 VARIANTS = {"fno": ("fno", "fno_qm9.json"), "fno_delta": ("fno", "fno_delta_qm9.json"),
-            "fno_delta_local": ("fno", "fno_delta_local_qm9.json"), "deepscf": ("deepscf", "deepscf_qm9.json"),
+            "fno_delta_local": ("fno", "fno_delta_local_qm9.json"), "fno_delta_fp": ("fno", "fno_delta_fp_qm9.json"),
+            "deepscf": ("deepscf", "deepscf_qm9.json"),
             "deepscf_wide": ("deepscf", "deepscf_wide_qm9.json")}
 TEST_ELEMENTS = {1, 6, 7, 8}
 VALIDATIONS = 20  # validations a run (the best of them is kept)
@@ -139,11 +142,12 @@ def main():
     qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
     report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"],
               "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
-              "validation_molecules": val, "rho0_test_nmae_percent": baseline, "runs": earlier_runs(args.out, test)}
+              "validation_molecules": val, "rho0_test_nmae_percent": baseline}
     for variant in args.variants:
         curve = curve_name(variant, args.samples)
         for size in sorted(args.sizes):
             run = train_and_test(variant, size, ds, test, val, test_ids, args)
+            report["runs"] = earlier_runs(args.out, test)  # with what other invocations wrote meanwhile
             others = [r for r in report["runs"].get(curve, []) if r["train_molecules"] != size]
             report["runs"][curve] = sorted(others + [run], key=lambda r: r["train_molecules"])
             write_report(args.out, report)  # after every run: a killed study keeps what it measured
