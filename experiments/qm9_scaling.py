@@ -143,6 +143,7 @@ def main():
     report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"],
               "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
               "validation_molecules": val, "rho0_test_nmae_percent": baseline}
+    earlier_runs(args.out, test)  # a report on other test molecules is refused now, not after the first run
     for variant in args.variants:
         curve = curve_name(variant, args.samples)
         for size in sorted(args.sizes):
