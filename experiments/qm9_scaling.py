@@ -94,7 +94,7 @@ def plot(path: str, results: dict, baseline: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for curve, runs in results.items():
         sizes = [r["train_molecules"] for r in runs]
         nmae = [r["test_nmae_percent"] for r in runs]
@@ -107,7 +107,13 @@ def plot(path: str, results: dict, baseline: float) -> None:
     ax.axhline(baseline, color="gray", lw=1, label=f"rho0 (atomic guess) {baseline:.1f} %")
     ax.set_xlabel("QM9 training molecules")
     ax.set_ylabel("held-out density NMAE (%)")
-    ax.legend(fontsize=8)
+    sizes = sorted({r["train_molecules"] for runs in results.values() for r in runs})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xticks([], minor=True)
+    ticks = [t for t in (1, 2, 3, 4, 6, 8, 10, 16) if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    ax.set_yticks(ticks, [f"{t} %" for t in ticks])
+    ax.set_yticks([], minor=True)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
