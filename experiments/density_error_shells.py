@@ -16,7 +16,7 @@ import qm9_scaling
 from dft_operators import api
 from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import grid_density
-from dft_operators.workflows.grid_inputs import GridSource, GridTask, InputSpec, Normaliser, jitted_inputs
+from dft_operators.workflows.grid_inputs import GridSource, jitted_inputs
 
 SHELLS = (0.0, 0.3, 0.6, 1.0, 1.5, 2.5, np.inf)  # Bohr from the nearest nucleus
 
@@ -29,13 +29,10 @@ def main():
     args = parser.parse_args()
     ds = Dataset(args.data)
     test, _ = qm9_scaling.fixed_sets(ds, 100, 40, seed=0)
-    ids = [rid for rid, key in zip(ds.ids, ds.molecule_keys()) if key in set(test)][:args.records]
+    ids = qm9_scaling.record_ids(ds, test)[:args.records]
     model = api.load_model(args.model)
-    settings = ds.metadata["settings"]
-    task = GridTask(**model.card["task"])
-    spec = InputSpec(task, Normaliser(**model.card["normalisation"]), float(settings["spacing"]),
-                     (int(settings["box_shape"]),) * 3)
-    source = GridSource(ds, ids, task)
+    spec = grid_density.dataset_spec(model.card, ds)
+    source = GridSource(ds, ids, spec.task)
     model_error, rho0_error, electrons = np.zeros(len(SHELLS) - 1), np.zeros(len(SHELLS) - 1), 0.0
     for i in range(len(ids)):
         row = {k: np.asarray(v)[None] for k, v in source[i].items()}

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from dft_operators import api, molecule, reference
+from dft_operators.data.molecule_specs import canonical_smiles
 from dft_operators.io.dataset import Dataset
 from dft_operators.training import metrics
 
@@ -47,18 +48,12 @@ MOLECULES = {
 }
 
 
-def canonical(smiles: str) -> str:
-    from rdkit import Chem
-
-    return Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
-
-
 def check_not_in_training(train_data: str | None) -> None:
     """Refuses a molecule whose canonical SMILES is among the training data's molecules."""
     if not train_data:
         return
     seen = set(Dataset(train_data).molecule_keys())
-    clash = [name for name, smi in MOLECULES.items() if canonical(smi) in seen]
+    clash = [name for name, smi in MOLECULES.items() if canonical_smiles(smi) in seen]
     if clash:
         raise SystemExit(f"error: {', '.join(clash)} in the training data {train_data}: not held out")
 

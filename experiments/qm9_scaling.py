@@ -71,6 +71,18 @@ def run_config(variant: str, size: int, test: list[str], val: list[str], samples
     return {**config, "held_out": val, "exclude": test, "max_train_molecules": size}
 
 
+def record_ids(ds: Dataset, molecules: list[str]) -> list[str]:
+    """The dataset's records of these molecules (canonical SMILES), in dataset order."""
+    wanted = set(molecules)
+    return [rid for rid, key in zip(ds.ids, ds.molecule_keys()) if key in wanted]
+
+
+def training_seconds(model_dir: str) -> float:
+    """Wall time of every logged epoch of a training run, also those of earlier (killed) calls."""
+    with open(os.path.join(model_dir, "log.jsonl")) as f:
+        return sum(json.loads(line)["seconds"] for line in f)
+
+
 def rho0_nmae(ds: Dataset, ids: list[str]) -> float:
     """Mean NMAE (percent) of the atomic-density guess rho0 on the test records: the no-learning baseline."""
     values = []
@@ -134,7 +146,7 @@ def main():
     ds = Dataset(args.data)
     test, val = fixed_sets(ds, args.test, args.val, args.seed)
     keys = ds.molecule_keys()
-    test_ids = [rid for rid, k in zip(ds.ids, keys) if k in set(test)]
+    test_ids = record_ids(ds, test)
     baseline = rho0_nmae(ds, test_ids)
     print(f"{len(ds)} records; test {len(test)} molecules ({len(test_ids)} records), validation {len(val)}; "
           f"rho0 on the test records: {baseline:.2f} % NMAE", flush=True)
@@ -184,8 +196,7 @@ def train_and_test(variant: str, size: int, ds: Dataset, test, val, test_ids, ar
     train_ids, _ = api.split(ds, setup)
     out = os.path.join(args.workdir, f"{variant}-n{size}-s{args.samples}")
     summary = api.train(kind, args.data, out, config, progress=False)
-    with open(os.path.join(out, "log.jsonl")) as f:
-        wall = sum(json.loads(line)["seconds"] for line in f)  # every epoch, also those of earlier calls
+    wall = training_seconds(out)
     evaluation = api.evaluate(out, args.data, test_ids)
     run = {"train_molecules": size, "train_records": len(train_ids), "samples": args.samples,
            "epochs": setup.train_config.epochs,

@@ -49,10 +49,8 @@ def main():
     test, val = qm9_scaling.fixed_sets(ds, 100, 40, seed=0)
     config.update(held_out=val, exclude=test)
     summary = api.train(kind, args.data, workdir, config)
-    with open(os.path.join(workdir, "log.jsonl")) as f:
-        wall = sum(json.loads(line)["seconds"] for line in f)
-    test_ids = [rid for rid, key in zip(ds.ids, ds.molecule_keys()) if key in set(test)]
-    evaluation = api.evaluate(workdir, args.data, test_ids)
+    wall = qm9_scaling.training_seconds(workdir)
+    evaluation = api.evaluate(workdir, args.data, qm9_scaling.record_ids(ds, test))
     result = {"name": args.name, "kind": kind, "config": file_config,
               "data": args.data, "training": summary, "train_wall_seconds": wall,
               "test_molecules": test, "test": evaluation}

@@ -243,7 +243,7 @@ def fit(objective: Objective, train_data: Source | dict[str, np.ndarray],
         if val_data is not None and ((epoch + 1) % config.validate_every == 0 or epoch + 1 == last):
             entry.update({f"val_{k}": v for k, v in
                           evaluate_objective(objective, state.params, val_data, config.batch_size, eval_step).items()})
-        if "val_loss" in entry or "train_loss" in entry and val_data is None:  # a candidate for the best weights
+        if "val_loss" in entry or ("train_loss" in entry and val_data is None):  # a candidate for the best weights
             entry["select"] = entry.get("val_loss", entry.get("train_loss"))
         entry["seconds"] = time.perf_counter() - start
         state = state.replace(epoch=state.epoch + 1)

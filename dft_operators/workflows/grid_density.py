@@ -134,16 +134,20 @@ def prepare(ds: Dataset, train_ids: list[str], val_ids: list[str], task: GridTas
     return objective(module, spec), train, val, card
 
 
-def metrics(card: dict, module, params, ds: Dataset, ids: list[str]) -> dict[str, float]:
-    """Mean metrics of a trained model on dataset records at the model's spacing (``Workflow.metrics``)."""
+def dataset_spec(card: dict, ds: Dataset) -> InputSpec:
+    """A trained model's inputs (its card's task and normalisation) on a dataset's boxes, at the model's spacing."""
     settings = ds.metadata["settings"]
     if settings["spacing"] != card["grid"]["spacing"]:
         raise ValueError(f"{ds.path} has spacing {settings['spacing']} Bohr, the model was trained on "
                          f"{card['grid']['spacing']}: generate with the model's grid")
-    task = GridTask(**card["task"])
-    spec = InputSpec(task, Normaliser(**card["normalisation"]), float(settings["spacing"]),
+    return InputSpec(GridTask(**card["task"]), Normaliser(**card["normalisation"]), float(settings["spacing"]),
                      (int(settings["box_shape"]),) * 3)
-    return evaluate_records(objective(module, spec), params, GridSource(ds, ids, task))
+
+
+def metrics(card: dict, module, params, ds: Dataset, ids: list[str]) -> dict[str, float]:
+    """Mean metrics of a trained model on dataset records at the model's spacing (``Workflow.metrics``)."""
+    spec = dataset_spec(card, ds)
+    return evaluate_records(objective(module, spec), params, GridSource(ds, ids, spec.task))
 
 
 def box_for(positions: np.ndarray, card: dict, refine: int = 1, box_shape: int | None = None) -> UniformGrid:
