@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from dft_operators import api, molecule, reference
+from dft_operators.data import molecule_specs
 from dft_operators.training import metrics
 
 SHIPPED = "v2rho-fno-small"
@@ -32,6 +33,15 @@ def compare_with_pyscf(model: api.Model, mol: molecule.Molecule) -> dict:
     return {"molecule": mol.name, "nmae_percent": nmae, "scf_seconds": state.seconds,
             "predict_seconds": predict_seconds, "speedup": state.seconds / predict_seconds,
             "n_electrons": prediction["n_electrons"], "reference_n_electrons": float(grid.integrate(ref))}
+
+
+def trained_on(card: dict, mol: molecule.Molecule) -> bool:
+    """Whether a model's training set holds the molecule: by name (its card's split) or by canonical SMILES
+    (``train_smiles``, the QM9-trained models' cards)."""
+    if mol.name in card.get("split", {}).get("train_molecules", []):
+        return True
+    trained = set(card.get("train_smiles", []))
+    return bool(trained) and molecule_specs.smiles_from_geometry(mol) in trained
 
 
 def _train_small(workdir: str, progress: bool) -> str:
@@ -55,8 +65,7 @@ def run(workdir: str = "quickstart-run", train_if_missing: bool = True, progress
         model = api.load_model(_train_small(workdir, progress))
     else:
         raise FileNotFoundError(f"the shipped model {SHIPPED} is missing; run experiments/train_shipped_fno.py")
-    seen = set(model.card.get("split", {}).get("train_molecules", []))
-    rows = [compare_with_pyscf(model, molecule.builtin(n)) for n in HELD_OUT if n not in seen]
+    rows = [compare_with_pyscf(model, m) for m in map(molecule.builtin, HELD_OUT) if not trained_on(model.card, m)]
     for r in rows:
         print(f"{r['molecule']:12s} NMAE {r['nmae_percent']:6.2f} %   PySCF SCF {r['scf_seconds']:6.2f} s   "
               f"FNO {r['predict_seconds']:6.3f} s   speedup x{r['speedup']:.0f}")
