@@ -20,7 +20,7 @@ field's QM9 numbers (SCDP 0.178 %, ChargE3Net 0.196 % NMAE) are all-electron PBE
 compare trends, not digits.
 
 Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/dft_runs/qm9_scaling
-       [--sizes 30 100 300 1000] [--variants deepscf fno_delta fno] [--samples 3000]
+       [--sizes 30 100 300 1000] [--variants deepscf fno_delta_fp fno] [--samples 3000]
   -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
      the N extrapolated for 1 %). On a GPU the same command trains there (JAX picks the device).
 """
@@ -135,7 +135,7 @@ def main():
     parser.add_argument("--data", default=os.path.expanduser("~/dft_data/qm9_grid"))
     parser.add_argument("--workdir", default=os.path.expanduser("~/dft_runs/qm9_scaling"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300, 1000])
-    parser.add_argument("--variants", nargs="+", default=["deepscf", "fno_delta", "fno"], choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["deepscf", "fno_delta_fp", "fno"], choices=sorted(VARIANTS))
     parser.add_argument("--test", type=int, default=100, help="test molecules (C/H/N/O, in no training set)")
     parser.add_argument("--val", type=int, default=40, help="validation molecules (best epoch)")
     parser.add_argument("--samples", type=int, default=3000, help="training samples per run (epochs = samples / N)")
@@ -220,6 +220,7 @@ def write_report(path: str, report: dict) -> None:
     for curve, fit in report["fits"].items():
         print(f"{curve}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about "
               f"{fit['molecules_for_1_percent'] or float('inf'):.3g} molecules", flush=True)
+
 
 if __name__ == "__main__":
     main()
