@@ -1,6 +1,7 @@
-"""Ethanol molecular dynamics on the DenSNet surface and its IR spectrum, against PySCF's harmonic IR.
+"""Molecular dynamics on a DenSNet surface and its IR spectrum, against PySCF's harmonic IR.
 
-NVE (velocity Verlet) from the LDA/def2-svp minimum of ``ethanol_harmonic_ir.py``, Maxwell-Boltzmann
+NVE (velocity Verlet) from the LDA/def2-svp minimum of ``harmonic_ir.py --molecule M`` (its JSON in
+experiments/results), Maxwell-Boltzmann
 velocities at twice the target temperature (equipartition then brings the run to about the target), in
 float64 with the model's dipole along the way; the IR spectrum from the dipole autocorrelation
 (``spectra.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1 resolution, harmonic
@@ -9,8 +10,8 @@ peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
 Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
 temperature (--temperature 50) its peaks approach the harmonic frequencies of the surface, the like-for-like
 comparison with PySCF's harmonic IR.
-Run: python experiments/densnet_md_ir.py [--model densnet-ethanol] [--name densnet_ethanol] [--ps 10] [--dt 0.5]
-     [--temperature 300]
+Run: python experiments/densnet_md_ir.py [--molecule ethanol] [--model densnet-<molecule>]
+     [--name densnet_<molecule>] [--ps 10] [--dt 0.5] [--temperature 300]
 Writes experiments/results/<name>_md_ir_<T>K.json and <name>_ir_<T>K.png.
 """
 
@@ -38,20 +39,27 @@ def match_bands(strong: list[dict], peaks: list[dict]) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="densnet-ethanol", help="a shipped model's name or a model directory")
-    parser.add_argument("--name", default="densnet_ethanol", help="prefix of the result files")
+    parser.add_argument("--molecule", default="ethanol", help="a built-in molecule with a harmonic_ir.py result")
+    parser.add_argument("--model", help="a shipped model's name or a model directory (default densnet-<molecule>)")
+    parser.add_argument("--name", help="prefix of the result files (default densnet_<molecule>)")
     parser.add_argument("--ps", type=float, default=10.0, help="length of the NVE run in ps")
     parser.add_argument("--dt", type=float, default=0.5, help="time step in fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="target temperature in K")
     parser.add_argument("--max-lag", type=float, default=2000.0, help="longest dipole-correlation lag, fs")
     parser.add_argument("--workdir", default="runs/densnet_md")
     args = parser.parse_args()
-    with open(os.path.join(HERE, "results", "ethanol_harmonic_ir.json")) as f:
+    args.model = args.model or f"densnet-{args.molecule}"
+    args.name = args.name or f"densnet_{args.molecule}"
+    reference_path = os.path.join(HERE, "results", f"{args.molecule}_harmonic_ir.json")
+    if not os.path.exists(reference_path):
+        raise SystemExit(f"error: no {reference_path}; "
+                         f"run python experiments/harmonic_ir.py --molecule {args.molecule}")
+    with open(reference_path) as f:
         harmonic = json.load(f)
-    start = molecule.from_xyz(harmonic["geometry_xyz_angstrom"], name="ethanol")
+    start = molecule.from_xyz(harmonic["geometry_xyz_angstrom"], name=args.molecule)
     os.makedirs(args.workdir, exist_ok=True)
     tag = f"{args.temperature:g}K"  # every temperature has its own trajectory and results
-    traj_path = os.path.join(args.workdir, f"ethanol_nve_{tag}.npz")
+    traj_path = os.path.join(args.workdir, f"{args.molecule}_nve_{tag}.npz")
     steps = int(round(args.ps * 1000 / args.dt))
     results_path = os.path.join(HERE, "results", f"{args.name}_md_ir_{tag}.json")
     if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused

@@ -16,7 +16,7 @@ SMILES = {
     "propene": "C=CC", "cyclopropane": "C1CC1", "benzene": "c1ccccc1", "pyridine": "c1ccncc1",
     "urea": "NC(N)=O", "acetic-acid": "CC(=O)O", "glycine": "NCC(=O)O", "fluorine": "FF",
     "butane": "CCCC", "pentane": "CCCCC", "hexane": "CCCCCC", "butadiene": "C=CC=C",
-    "hexatriene": "C=CC=CC=C", "octatetraene": "C=CC=CC=CC=C",
+    "hexatriene": "C=CC=CC=C", "octatetraene": "C=CC=CC=CC=C", "ethanethiol": "CCS", "resorcinol": "Oc1cccc(O)c1",
 }
 # Two-electron systems at their approximate equilibrium geometries (Angstrom).
 TWO_ELECTRON = {

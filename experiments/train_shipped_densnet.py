@@ -1,10 +1,13 @@
-"""Makes the shipped model ``densnet-ethanol``: ethanol data, training, held-out test, copy into the package.
+"""Makes a shipped DenSNet model ``densnet-<molecule>``: the molecule's data, training, held-out test, copy
+into the package. The config's "data" section names the molecule (SMILES, name) and its conformers.
 
 Ethanol geometries: RDKit conformers with the C-C-O-H torsion gauche+, gauche- and trans (seeds in the
 config), each randomly displaced (Gaussian, ``displacement`` Bohr per coordinate) and rotated; all-electron
 LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the config's auxiliary basis
 (``etb:cc-pvdz``, the even-tempered products of cc-pVDZ: its fit is 0.56 % NMAE from the Kohn-Sham density
-of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step resumes after a kill.
+of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step
+resumes after a kill. Ethanethiol (C-C-S-H gauche+, gauche-, trans) and resorcinol (the three planar O-H
+orientations: syn-syn, syn-anti, anti-anti) have their configs beside ethanol's (``densnet_<molecule>.json``).
 The shipped model is made by three runs of this script, each continuing the last (``--init-from``): the
 density_first, refined and refined2 configs (commands in the README's results table); the default config
 trains both networks jointly from scratch in one run (1.8 % density NMAE instead of 0.9 %).
@@ -24,9 +27,6 @@ from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import densnet
 import common
-
-SHIPPED = "densnet-ethanol"
-
 
 def data_settings(data: dict, split: str) -> GenerationSettings:
     """The generation settings of the train or test split of a config's "data" section."""
@@ -77,8 +77,9 @@ def main():
             stage.card, stage.module, stage.params, ds, ds.ids[:data["nmae_records"]], grid_level=3)
     if not args.no_ship:
         checkpoint.export_model(
-            model_dir, os.path.join(api.pretrained_dir(), SHIPPED), test_metrics=test, test_molecules=[data["name"]],
-            description=f"DenSNet for ethanol: density coefficients ({data['aux_basis']}), energy, forces, "
+            model_dir, os.path.join(api.pretrained_dir(), f"densnet-{data['name']}"), test_metrics=test,
+            test_molecules=[data["name"]],
+            description=f"DenSNet for {data['name']}: density coefficients ({data['aux_basis']}), energy, forces, "
                         "dipole; LDA/def2-svp all-electron")
     common.write_results(args.config, model_dir, {"generation": generation, "training": summary, "test": test,
                                                   "config": {**config, "data": data}})
