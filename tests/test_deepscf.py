@@ -274,7 +274,8 @@ def test_harris_energy_is_stationary_at_the_scf_density():
     d = reference.density_on_box(reference.atomic_guess(WATER, level), grid) - rho
     energies = [reference.harris_from_box(WATER, level, grid, rho + e * d) for e in (0.0, 0.05, 0.1)]
     harris = np.array([r["energy_harris"] for r in energies])
-    assert abs(harris[0] - state.energy) < 1e-3  # the box's discretisation of the exact density: 0.6 mHa
+    # the box's discretisation of the exact density: 0.008 mHa (0.6 with point charges for the Coulomb kernel)
+    assert abs(harris[0] - state.energy) < 1e-4
     assert abs(energies[0]["energy_one_step"] - state.energy) < 5e-5  # one step from the exact Fock matrix
     ratio = (harris[2] - harris[0]) / (harris[1] - harris[0])
     assert 3.0 < ratio < 5.0, f"not quadratic in the density error: ratio {ratio}"  # 4 for e^2
