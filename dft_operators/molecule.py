@@ -235,6 +235,7 @@ def _builtin_table() -> dict[str, tuple[str, int, int]]:
     return table
 
 
+SMALL_ORGANIC_ELEMENTS = {"H", "C", "N", "O", "F"}  # the grid models' elements; ethanethiol (S) is not in the set
 BUILTIN_SETS = {
     "two-electron": ("h2", "heh+", "h3+"),
     "tiny": ("h2", "heh+", "water"),
@@ -265,7 +266,8 @@ def builtin_set(name: str) -> list[Molecule]:
     if name == "all":
         return [builtin(n) for n in builtin_names()]
     if name == "small-organic":
-        return [builtin(n) for n in builtin_names() if n not in BUILTIN_SETS["two-electron"]]
+        organic = [builtin(n) for n in builtin_names() if n not in BUILTIN_SETS["two-electron"]]
+        return [m for m in organic if set(m.symbols) <= SMALL_ORGANIC_ELEMENTS]
     if name not in BUILTIN_SETS:
         raise MoleculeError(f"no built-in set {name!r}; choose from: all, small-organic, {', '.join(BUILTIN_SETS)}")
     return [builtin(n) for n in BUILTIN_SETS[name]]
