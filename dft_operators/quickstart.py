@@ -37,10 +37,10 @@ def compare_with_pyscf(model: api.Model, mol: molecule.Molecule) -> dict:
 
 def trained_on(card: dict, mol: molecule.Molecule) -> bool:
     """Whether a model's training set holds the molecule: by name (its card's split) or by canonical SMILES
-    (``train_smiles``, the QM9-trained models' cards)."""
+    (its card's ``molecules.train``; older cards name the molecules only)."""
     if mol.name in card.get("split", {}).get("train_molecules", []):
         return True
-    trained = set(card.get("train_smiles", []))
+    trained = set(card.get("molecules", {}).get("train", []))
     return bool(trained) and molecule_specs.smiles_from_geometry(mol) in trained
 
 

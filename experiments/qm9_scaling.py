@@ -22,7 +22,8 @@ compare trends, not digits.
 Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/dft_runs/qm9_scaling
        [--sizes 30 100 300 1000] [--variants deepscf fno_delta_fp fno] [--samples 3000]
   -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
-     the N extrapolated for 1 %). On a GPU the same command trains there (JAX picks the device).
+     the N extrapolated for 1 %; the shipped models of ``train_shipped_qm9.py`` as stars once they exist).
+     ``--sizes`` given no values only redraws the report and the plot from the JSON. On a GPU the same command trains there (JAX picks the device).
 """
 
 import argparse
@@ -44,6 +45,7 @@ VARIANTS = {"fno": ("fno", "fno_qm9.json"), "fno_delta": ("fno", "fno_delta_qm9.
             "fno_delta_local": ("fno", "fno_delta_local_qm9.json"), "fno_delta_fp": ("fno", "fno_delta_fp_qm9.json"),
             "deepscf": ("deepscf", "deepscf_qm9.json"),
             "deepscf_wide": ("deepscf", "deepscf_wide_qm9.json")}
+SHIPPED = ("deepscf-qm9", "v2rho-fno-qm9")  # models of train_shipped_qm9.py, on the same test molecules
 TEST_ELEMENTS = {1, 6, 7, 8}
 VALIDATIONS = 20  # validations a run (the best of them is kept)
 
@@ -100,7 +102,22 @@ def power_law(sizes, nmae) -> dict:
             "molecules_for_1_percent": float(np.exp(log_n)) if log_n < 700 else None}
 
 
-def plot(path: str, results: dict, baseline: float) -> None:
+def shipped_points(test: list[str]) -> list[dict]:
+    """The shipped models' test results (``train_shipped_qm9.py``'s JSON) on these test molecules, if made."""
+    points = []
+    for name in SHIPPED:
+        path = os.path.join(HERE, "results", f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                result = json.load(f)
+            if result["test_molecules"] == test:
+                points.append({"name": name, "train_molecules": result["training"]["n_train"],
+                               "epochs": result["training"]["epochs"], "train_wall_seconds": result["train_wall_seconds"],
+                               "test_nmae_percent": result["test"]["nmae_percent"]})
+    return points
+
+
+def plot(path: str, results: dict, baseline: float, shipped: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,6 +133,9 @@ def plot(path: str, results: dict, baseline: float) -> None:
             grid = np.geomspace(min(sizes), max(sizes), 50)
             ax.loglog(grid, fit["prefactor"] * grid ** fit["exponent"], "--", color=line.get_color(),
                       label=f"fit: N^{fit['exponent']:.2f}")
+    for point in shipped:
+        ax.loglog(point["train_molecules"], point["test_nmae_percent"], "*", ms=14,
+                  label=f"shipped {point['name']}: {point['test_nmae_percent']:.2f} %")
     ax.axhline(baseline, color="gray", lw=1, label=f"rho0 (atomic guess) {baseline:.1f} %")
     ax.set_xlabel("QM9 training molecules")
     ax.set_ylabel("held-out density NMAE (%)")
@@ -134,7 +154,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.expanduser("~/dft_data/qm9_grid"))
     parser.add_argument("--workdir", default=os.path.expanduser("~/dft_runs/qm9_scaling"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300, 1000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[30, 100, 300, 1000],
+                        help="training molecules per run; none: only redraw the report")
     parser.add_argument("--variants", nargs="+", default=["deepscf", "fno_delta_fp", "fno"], choices=sorted(VARIANTS))
     parser.add_argument("--test", type=int, default=100, help="test molecules (C/H/N/O, in no training set)")
     parser.add_argument("--val", type=int, default=40, help="validation molecules (best epoch)")
@@ -150,6 +171,14 @@ def main():
     baseline = rho0_nmae(ds, test_ids)
     print(f"{len(ds)} records; test {len(test)} molecules ({len(test_ids)} records), validation {len(val)}; "
           f"rho0 on the test records: {baseline:.2f} % NMAE", flush=True)
+    qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
+    report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"],
+              "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
+              "validation_molecules": val, "rho0_test_nmae_percent": baseline,
+              "runs": earlier_runs(args.out, test)}  # a report on other test molecules is refused now
+    if not args.sizes:
+        write_report(args.out, report)
+        return
     first = args.variants[0]
     smallest, _ = api.split(ds, api.TrainSetup.resolve(VARIANTS[first][0], run_config(first, min(args.sizes), test,
                                                                                       val, args.samples)))
@@ -157,11 +186,6 @@ def main():
     if not TEST_ELEMENTS <= seen:
         raise SystemExit(f"error: the smallest training set ({min(args.sizes)} molecules) lacks elements "
                          f"{sorted(TEST_ELEMENTS - seen)} of the test set; try another --seed")
-    qm9_index = dict(zip(keys, ds.attribute("qm9_index")))
-    report = {"data": args.data, "records": len(ds), "level": ds.metadata["level"],
-              "test_molecules": test, "test_qm9_indices": sorted(int(qm9_index[k]) for k in test),
-              "validation_molecules": val, "rho0_test_nmae_percent": baseline}
-    earlier_runs(args.out, test)  # a report on other test molecules is refused now, not after the first run
     for variant in args.variants:
         curve = curve_name(variant, args.samples)
         for size in sorted(args.sizes):
@@ -210,13 +234,15 @@ def train_and_test(variant: str, size: int, ds: Dataset, test, val, test_ids, ar
 
 
 def write_report(path: str, report: dict) -> None:
-    """The JSON report with power-law fits of the variants that have two or more points, and the PNG."""
+    """The JSON report with power-law fits of the variants that have two or more points and the shipped models'
+    points, and the PNG."""
     report["fits"] = {curve: power_law([r["train_molecules"] for r in runs], [r["test_nmae_percent"] for r in runs])
                       for curve, runs in report["runs"].items() if len(runs) >= 2}
+    report["shipped"] = shipped_points(report["test_molecules"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=1, default=str)
-    plot(os.path.splitext(path)[0] + ".png", report["runs"], report["rho0_test_nmae_percent"])
+    plot(os.path.splitext(path)[0] + ".png", report["runs"], report["rho0_test_nmae_percent"], report["shipped"])
     for curve, fit in report["fits"].items():
         print(f"{curve}: NMAE ~ N^{fit['exponent']:.2f}; 1 % at about "
               f"{fit['molecules_for_1_percent'] or float('inf'):.3g} molecules", flush=True)

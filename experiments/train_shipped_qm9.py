@@ -6,8 +6,8 @@ seed 0): its 100 test molecules are excluded, its 40 validation molecules pick t
 molecule trains. The run is a normal ``dft-operators train`` into ``--workdir``: rerunning the same command
 resumes it after a kill (mid-epoch, on the same batches) and, once it has finished, evaluates on the test
 molecules and exports the model to the package's pretrained folder as ``--name``, its card listing the test
-molecules and its training molecules as canonical SMILES (``test_molecules``, ``train_smiles``; its ``split``
-names the records) and its test metrics.
+molecules and the training molecules as canonical SMILES (``test_molecules``; ``molecules``: {train, val}, as
+every trained card; its ``split`` names the records) and its test metrics.
 The held-out molecules beyond QM9 are ``experiments/heldout_organics.py``'s.
 
 On a machine with a GPU the same command trains there (JAX picks the device; ``--device-check`` prints it).
@@ -60,12 +60,11 @@ def main():
     print(f"{args.name}: {summary.get('epochs')} epochs, {wall / 3600:.2f} h training; test NMAE "
           f"{evaluation['nmae_percent']:.2f} % on {evaluation['records']} QM9 molecules (rho0 "
           f"{evaluation['rho0_nmae_percent']:.2f} %)", flush=True)
-    if not args.no_export:
-        trained = set(checkpoint.load_card(workdir)["split"]["train_molecules"])  # record names (qm9-<index>)
-        smiles = sorted({key for name, key in zip(ds.attribute("name"), ds.molecule_keys()) if str(name) in trained})
+    if not args.no_export:  # the card lists the training molecules' SMILES already ("molecules": {"train"})
+        trained = checkpoint.load_card(workdir)["molecules"]["train"]
         checkpoint.export_model(workdir, os.path.join(api.pretrained_dir(), args.name), test_metrics=evaluation,
-                                test_molecules=test, train_smiles=smiles,
-                                description=f"{kind} trained on {len(smiles)} QM9 molecules "
+                                test_molecules=test,
+                                description=f"{kind} trained on {len(trained)} QM9 molecules "
                                             "(experiments/train_shipped_qm9.py)")
 
 
