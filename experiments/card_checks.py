@@ -25,7 +25,8 @@ from dft_operators import api, model_checks
 COMMAND = "python experiments/card_checks.py"
 # Held-out test molecules of each shipped model (card "test_molecules"), small enough to check in seconds.
 MOLECULES = {"v2rho-fno-small": ("methylamine", "urea"), "deepscf-small": ("methylamine", "urea"),
-             "kineticnet-small": ("h2",), "densnet-ethanol": ("ethanol",)}
+             "kineticnet-small": ("h2",), "densnet-ethanol": ("ethanol",),
+             "deepscf-qm9": ("C#CC1OCC1C",), "v2rho-fno-qm9": ("C#CC1OCC1C",)}
 # How each check's geometries relate to the card's held-out records, stored beside the values.
 NOTES = {
     "v2rho-fno-small": "built-in geometries; the card's test records are 2 displaced (0.1 Bohr), rotated conformers "
@@ -34,6 +35,10 @@ NOTES = {
                      "of each of 5 molecules",
     "kineticnet-small": "ground state at the built-in geometry; the card's test records are displaced (0.2 Bohr) "
                         "and under random external potentials (0.2 Hartree), per-record energy errors 0.004-0.68",
+    "deepscf-qm9": "the RDKit seed-0 conformer of a QM9 test molecule (7 heavy atoms); the card's test records "
+                   "are the 100 QM9 test molecules at their QM9 geometries, rotated",
+    "v2rho-fno-qm9": "the RDKit seed-0 conformer of a QM9 test molecule (7 heavy atoms); the card's test records "
+                     "are the 100 QM9 test molecules at their QM9 geometries, rotated",
     "densnet-ethanol": "built-in ethanol is the seed-0 RDKit conformer that test geometries are displaced from "
                        "(0.12 Bohr); its energy error is below float32's spacing at E = -154 Hartree (0.0096 kcal/mol)",
 }
