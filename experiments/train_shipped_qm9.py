@@ -29,6 +29,9 @@ from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DESCRIPTIONS = {"deepscf": "DeepSCF U-Net, valence density as rho0 + delta from rho0 and atomic fingerprints",
+                "fno": "V2Rho-FNO, valence density as rho0 + delta from the screened ionic potential, rho0 and "
+                       "atomic fingerprints, at any resolution"}
 
 
 def main():
@@ -64,7 +67,7 @@ def main():
         trained = checkpoint.load_card(workdir)["molecules"]["train"]
         checkpoint.export_model(workdir, os.path.join(api.pretrained_dir(), args.name), test_metrics=evaluation,
                                 test_molecules=test,
-                                description=f"{kind} trained on {len(trained)} QM9 molecules "
+                                description=f"{DESCRIPTIONS[kind]}, trained on {len(trained)} QM9 molecules "
                                             "(experiments/train_shipped_qm9.py)")
 
 
