@@ -1,12 +1,11 @@
 """Molecular dynamics on a DenSNet surface and its IR spectrum, against PySCF's harmonic IR.
 
 NVE (velocity Verlet) from the LDA/def2-svp minimum of ``harmonic_ir.py --molecule M`` (its JSON in
-experiments/results), Maxwell-Boltzmann
-velocities at twice the target temperature (equipartition then brings the run to about the target), in
-float64 with the model's dipole along the way; the IR spectrum from the dipole autocorrelation
-(``spectra.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1 resolution, harmonic
-quantum correction). Each strong harmonic band (>= 10 % of the strongest) is matched to the nearest MD
-peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
+experiments/results), Maxwell-Boltzmann velocities at twice the target temperature (equipartition then
+brings the run to about the target), in float64 with the model's dipole along the way; the IR spectrum from
+the dipole autocorrelation (``spectra.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1
+resolution, harmonic quantum correction). Each strong harmonic band (>= 10 % of the strongest) is matched to
+the nearest MD peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
 Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
 temperature (--temperature 50) its peaks approach the harmonic frequencies of the surface, the like-for-like
 comparison with PySCF's harmonic IR.

@@ -23,7 +23,8 @@ Run: python experiments/qm9_scaling.py --data ~/dft_data/qm9_grid --workdir ~/df
        [--sizes 30 100 300 1000] [--variants deepscf fno_delta_fp fno] [--samples 3000]
   -> experiments/results/qm9_scaling.json and qm9_scaling.png (log-log NMAE against N, fitted exponents,
      the N extrapolated for 1 %; the shipped models of ``train_shipped_qm9.py`` as stars once they exist).
-     ``--sizes`` given no values only redraws the report and the plot from the JSON. On a GPU the same command trains there (JAX picks the device).
+     ``--sizes`` given no values only redraws the report and the plot from the JSON. On a GPU the same
+     command trains there (JAX picks the device).
 """
 
 import argparse

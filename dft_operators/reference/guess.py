@@ -48,6 +48,7 @@ from dft_operators.reference.level import Level, SCFError, build_mole
 
 STANDARD_GUESSES = ("minao", "atom", "huckel")
 _NEAR = 4  # voxels: the reach of the band-limited correction to the Coulomb kernel
+_NEAR_OFFSETS = np.r_[0:_NEAR + 1, -_NEAR:0]  # those offsets as FFT indices (negative ones from the end)
 
 
 def _scf_object(molecule: Molecule, level: Level):
@@ -84,8 +85,7 @@ def _band_limited_near_field() -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         transform = np.where(k > 0, 4 * np.pi * (1 - np.cos(k * reach)) / k**2, 2 * np.pi * reach**2)
     kernel = np.fft.ifftn(transform).real
-    near = np.r_[0:_NEAR + 1, -_NEAR:0]
-    return kernel[np.ix_(near, near, near)]
+    return kernel[np.ix_(_NEAR_OFFSETS, _NEAR_OFFSETS, _NEAR_OFFSETS)]
 
 
 def free_space_hartree(density: np.ndarray, spacing: float) -> np.ndarray:
@@ -108,8 +108,7 @@ def free_space_hartree(density: np.ndarray, spacing: float) -> np.ndarray:
     offsets = [np.minimum(np.arange(m), m - np.arange(m)) for m in padded]  # minimum-image offsets (voxels)
     r = np.sqrt(sum(a**2 for a in np.meshgrid(*offsets, indexing="ij", sparse=True)))  # [2nx, 2ny, 2nz]
     kernel = 1.0 / np.where(r > 0, r, 1.0)
-    near = np.r_[0:_NEAR + 1, -_NEAR:0]
-    kernel[np.ix_(near, near, near)] = _band_limited_near_field()
+    kernel[np.ix_(_NEAR_OFFSETS, _NEAR_OFFSETS, _NEAR_OFFSETS)] = _band_limited_near_field()
     kernel *= spacing**2  # 1/(r h) per voxel of volume h^3
     transform = lambda f: np.fft.rfftn(f, s=padded, axes=(0, 1, 2))  # noqa: E731
     potential = np.fft.irfftn(transform(density) * transform(kernel), s=padded, axes=(0, 1, 2))
