@@ -16,7 +16,7 @@ from dft_operators import api, molecule, reference
 from dft_operators.data import molecule_specs
 from dft_operators.training import metrics
 
-SHIPPED = "v2rho-fno-small"
+SHIPPED = "v2rho-fno-qm9"
 HELD_OUT = ("acetone", "urea", "methylamine")
 
 
@@ -64,7 +64,8 @@ def run(workdir: str = "quickstart-run", train_if_missing: bool = True, progress
         os.makedirs(workdir, exist_ok=True)
         model = api.load_model(_train_small(workdir, progress))
     else:
-        raise FileNotFoundError(f"the shipped model {SHIPPED} is missing; run experiments/train_shipped_fno.py")
+        raise FileNotFoundError(f"the shipped model {SHIPPED} is missing; run experiments/train_shipped_qm9.py "
+                                "--config experiments/configs/fno_qm9_shipped.json --name v2rho-fno-qm9")
     rows = [compare_with_pyscf(model, m) for m in map(molecule.builtin, HELD_OUT) if not trained_on(model.card, m)]
     for r in rows:
         print(f"{r['molecule']:12s} NMAE {r['nmae_percent']:6.2f} %   PySCF SCF {r['scf_seconds']:6.2f} s   "
