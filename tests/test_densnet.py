@@ -52,6 +52,13 @@ def tables(data, elements):
     return density_tables.fit_baselines(t, density_records.load_arrays(ds, ds.ids, t, "overlap"))
 
 
+def test_an_element_above_the_models_atomic_numbers_is_named(tables):
+    heaviest = max(tables.elements)
+    expected = f"atomic numbers .*{heaviest}.* set model.max_atomic_number to at least {heaviest}"
+    with pytest.raises(ValueError, match=expected):
+        density_tables.model_arrays(tables, heaviest - 1)
+
+
 @pytest.fixture(scope="module")
 def model(tables):
     """The tiny model with random (non-zero) output layers, so that both networks matter."""

@@ -207,6 +207,10 @@ def to_pyscf_order(tables: DensityTables, numbers, coefficients) -> np.ndarray:
 def model_arrays(tables: DensityTables, max_atomic_number: int
                  ) -> tuple[densnet.DensityBasis, densnet.EnergyBaseline]:
     """The ``DensityBasis`` and ``EnergyBaseline`` of the tables (float32), rows indexed by atomic number."""
+    too_heavy = sorted(z for z in tables.elements if z > max_atomic_number)
+    if too_heavy:
+        raise ValueError(f"the data hold atomic numbers {too_heavy}, above the model's max_atomic_number "
+                         f"{max_atomic_number}; set model.max_atomic_number to at least {too_heavy[-1]}")
     d = e3nn.Irreps(tables.basis_irreps).dim
     n = max_atomic_number + 1
     full = {"atomic": np.zeros((n, d)), "charges": np.zeros((n, d)), "moments": np.zeros((n, d, 3)),
