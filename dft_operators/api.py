@@ -55,6 +55,8 @@ def train(kind: str, data: str, out: str, config: dict | str | None = None, unti
         raise ValueError(f"{data}: no training records left after the split ({len(val_ids)} validation records, "
                          f"{len(setup.exclude)} molecules excluded)")
     module = models.create_model(kind, setup.model_config)
+    if hasattr(module, "max_atomic_number"):  # species embeddings (the point-cloud models)
+        models.check_atomic_numbers(ds.elements(train_ids + val_ids), module.max_atomic_number)
     objective, train_arrays, val_arrays, card_entries = workflow(kind).prepare(
         ds, train_ids, val_ids, setup.task, module)
 

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from dft_operators import molecule, reference
+from dft_operators import api, molecule, reference
 from dft_operators.data.conformers import random_rotation
 from dft_operators.io.dataset import Dataset
 from dft_operators.models import create_model, model_config
@@ -117,3 +117,11 @@ def test_a_few_training_steps_lower_the_loss(records, key):
         state, sums = train_step(state, batch)
         losses.append(float(sums["loss"] / sums["count"]))
     assert losses[-1] < 0.9 * losses[0]
+
+
+def test_an_element_above_the_species_embedding_is_refused_before_training(two_electron_data, tmp_path):
+    # HeH+ holds helium (Z = 2); an embedding of H only would map it silently onto hydrogen's row.
+    with pytest.raises(ValueError, match=r"atomic numbers \[2\].*model.max_atomic_number to at least 2"):
+        api.train("kineticnet", two_electron_data, str(tmp_path / "model"), {"model": {"max_atomic_number": 1}},
+                  progress=False)
+    assert not (tmp_path / "model").exists()

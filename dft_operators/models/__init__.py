@@ -29,3 +29,12 @@ def check_channels(fields, in_channels: int) -> None:
     """Refuses a grid model's inputs [..., c] whose channel count is not the model's (ValueError naming both)."""
     if fields.shape[-1] != in_channels:
         raise ValueError(f"the model reads {in_channels} input channel(s); got {fields.shape[-1]}")
+
+
+def check_atomic_numbers(numbers, max_atomic_number: int) -> None:
+    """Refuses atomic numbers above a model's species embedding (rows 0 .. ``max_atomic_number``), which a JAX
+    lookup would clamp silently into the last row (ValueError naming them and the setting)."""
+    too_heavy = sorted({int(z) for z in numbers if z > max_atomic_number})
+    if too_heavy:
+        raise ValueError(f"the data hold atomic numbers {too_heavy}, above the model's max_atomic_number "
+                         f"{max_atomic_number}; set model.max_atomic_number to at least {too_heavy[-1]}")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dft_operators import gaussians, units
+from dft_operators import gaussians, models, units
 from dft_operators.models import densnet
 
 # Version of the JSON layout written by ``DensityTables.to_json``.
@@ -207,10 +207,7 @@ def to_pyscf_order(tables: DensityTables, numbers, coefficients) -> np.ndarray:
 def model_arrays(tables: DensityTables, max_atomic_number: int
                  ) -> tuple[densnet.DensityBasis, densnet.EnergyBaseline]:
     """The ``DensityBasis`` and ``EnergyBaseline`` of the tables (float32), rows indexed by atomic number."""
-    too_heavy = sorted(z for z in tables.elements if z > max_atomic_number)
-    if too_heavy:
-        raise ValueError(f"the data hold atomic numbers {too_heavy}, above the model's max_atomic_number "
-                         f"{max_atomic_number}; set model.max_atomic_number to at least {too_heavy[-1]}")
+    models.check_atomic_numbers(tables.elements, max_atomic_number)
     d = e3nn.Irreps(tables.basis_irreps).dim
     n = max_atomic_number + 1
     full = {"atomic": np.zeros((n, d)), "charges": np.zeros((n, d)), "moments": np.zeros((n, d, 3)),
