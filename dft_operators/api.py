@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import time
+from collections.abc import Sequence
 
 import flax
 import jax
@@ -288,11 +289,13 @@ def md(molecule: Molecule, model: Model | str, steps: int, dt_fs: float = 0.5, o
             "steps": int(steps), "seconds": time.perf_counter() - start, "out": out}
 
 
-def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_relative: float = 0.05,
-       reference_peaks: list[tuple[float, float]] | None = None, max_lag_fs: float | None = 2000.0,
-       min_cm1: float = 400.0) -> dict:
+def ir(trajectory: str | Sequence[str], png: str | None = None, max_cm1: float = 4000.0,
+       min_relative: float = 0.05, reference_peaks: list[tuple[float, float]] | None = None,
+       max_lag_fs: float | None = 2000.0, min_cm1: float = 400.0) -> dict:
     """IR spectrum of a saved trajectory from its dipole autocorrelation (``spectra.ir_spectrum``), the
-    correlation kept to ``max_lag_fs`` (resolution ~17 cm^-1 at 2000 fs; None: the whole run).
+    correlation kept to ``max_lag_fs`` (resolution ~17 cm^-1 at 2000 fs; None: the whole run). Several
+    trajectories (independent runs of one molecule, equal lengths and frame spacing) give their ensemble
+    average.
 
     Returns {"peaks_cm1" [cm^-1], "peaks" [{"cm1", "relative_intensity"}], "wavenumbers_cm1", "intensity",
     "png"}; with ``png`` the spectrum is plotted there, with ``reference_peaks`` (cm^-1, relative
@@ -301,9 +304,16 @@ def ir(trajectory: str, png: str | None = None, max_cm1: float = 4000.0, min_rel
     from dft_operators import spectra
     from dft_operators.md.trajectory import load_trajectory
 
-    traj = load_trajectory(trajectory)
-    wavenumbers, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, traj.temperature_k, max_cm1,
-                                                 max_lag_fs=max_lag_fs)
+    paths = [trajectory] if isinstance(trajectory, (str, os.PathLike)) else list(trajectory)
+    runs = [load_trajectory(path) for path in paths]
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:]):
+        if (run.dipoles.shape, run.frame_dt_fs, run.temperature_k, list(run.numbers)) != (
+                first.dipoles.shape, first.frame_dt_fs, first.temperature_k, list(first.numbers)):
+            raise ValueError(f"{path} is not a run like {paths[0]} (its molecule, number of frames, frame spacing "
+                             "and temperature must match to average their spectra)")
+    wavenumbers, intensity = spectra.ir_spectrum(np.stack([run.dipoles for run in runs]), first.frame_dt_fs,
+                                                 max_cm1, max_lag_fs=max_lag_fs)
     peaks = spectra.ir_peaks(wavenumbers, intensity, min_relative, min_cm1)
     if png:
         spectra.plot_ir(png, wavenumbers, intensity, peaks, reference_peaks)

@@ -88,8 +88,8 @@ def cmd_generate(args) -> dict:
         kinds=kinds, level=_level(args, default), spacing=args.spacing, box_shape=args.box,
         margin=GenerationSettings.margin if args.margin is None else args.margin,
         grid_level=args.grid_level, n_conformers=args.conformers, displacement=args.displacement,
-        rotate=not args.no_rotate, strain=args.strain, random_potential=args.random_potential, forces=args.forces,
-        seed=args.seed)
+        rotate=not args.no_rotate, strain=args.strain, torsion=args.torsion, random_potential=args.random_potential,
+        forces=args.forces, seed=args.seed)
     molecules = _molecule_list(args.molecules, args.exclude)
     reference.check_level(settings.level, {s for m in molecules for s in m.symbols})  # before any work
     return generate(molecules, args.out, settings, executor=args.executor,
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-level", type=int, default=2, help="PySCF quadrature grid level")
     p.add_argument("--random-potential", type=float, default=0.0, help="amplitude (Ha) of a random potential")
     p.add_argument("--strain", type=float, default=0.0, help="std of a random symmetric strain of each conformer")
+    p.add_argument("--torsion", type=float, default=0.0,
+                   help="std in degrees of random twists about each rotatable bond (not with the grid kind)")
     p.add_argument("--forces", action="store_true", help="also compute forces")
     p.add_argument("--seed", type=int, default=0)
     _add_level(p)
@@ -361,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the initial velocities and the Langevin noise")
 
     p = sub.add_parser("ir", parents=[common], help="IR spectrum from a trajectory's dipole autocorrelation")
-    p.add_argument("trajectory", help="a trajectory written by `md`")
+    p.add_argument("trajectory", nargs="+",
+                   help="a trajectory written by `md`; several runs (other --seed) are averaged")
     p.add_argument("--png", help="plot the spectrum to this PNG")
     p.add_argument("--max-cm1", type=float, default=4000.0, help="highest wavenumber, cm^-1")
     p.add_argument("--min-relative", type=float, default=0.05, help="smallest peak reported, relative to the max")

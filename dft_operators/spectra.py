@@ -17,31 +17,42 @@ from dft_operators import units
 from dft_operators.md.integrators import PotentialFn, _as_pytree
 
 
-def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: float = 4000.0,
-                window: str | None = "hann", quantum_correction: bool = True, max_lag_fs: float | None = None):
+def ir_spectrum(dipoles, frame_dt_fs: float, max_cm1: float = 4000.0, window: str | None = "hann",
+                max_lag_fs: float | None = None):
     r"""IR absorption spectrum from the dipole time series of an (equilibrium) MD run.
 
-    I(omega) ∝ Q(omega) ∫ w(t) C(t) e^{-i omega t} dt,  C(t) = <dmu/dt(0) . dmu/dt(t)>,
+    I(omega) ∝ ∫ w(t) C(t) e^{-i omega t} dt,  C(t) = <dmu/dt(0) . dmu/dt(t)>,
 
-    which is Q(omega) omega^2 ∫ <mu(0) . mu(t)> e^{-i omega t} dt convolved with the window's transform
-    (= omega^2 |FT mu|^2). Steps: dmu/dt by central differences (``np.gradient``; this scales the
-    spectrum by sin^2(omega dt) / (omega dt)^2, 0.95 at 4000 cm^-1 for 0.5 fs frames); its mean off; the
-    unbiased autocorrelation C(k dt) = sum_n mudot_n . mudot_{n+k} / (N - k), by a zero-padded FFT;
-    the half Hann window w_k = (1 + cos(pi k / (N - 1))) / 2 (1 at k = 0, 0 at the last lag, which
-    also suppresses the noisy long lags of the unbiased estimate); the even cosine transform
+    which is omega^2 ∫ <mu(0) . mu(t)> e^{-i omega t} dt convolved with the window's transform
+    (= omega^2 |FT mu|^2).
+
+    This is the absorption with the harmonic quantum correction already in it: alpha ∝ omega
+    tanh(beta hbar omega / 2) FT<{mu(0), mu(t)}> / 2 (Tuckerman, Statistical Mechanics, sec. 14.4), and the
+    harmonic approximation FT<{mu(0), mu(t)}> / 2 = (beta hbar omega / 2) coth(beta hbar omega / 2)
+    FT<mu(0) mu(t)>_classical leaves beta hbar omega^2 times the classical transform. On a harmonic surface
+    each line then carries k_B T (dmu/dQ)^2, so relative heights compare with harmonic IR intensities at any
+    temperature (a further factor beta hbar omega / (1 - exp(-beta hbar omega)) would count the correction
+    twice and lift the C-H stretches 9x over a 220 cm^-1 torsion at 300 K).
+
+    Steps: dmu/dt by central differences (``np.gradient``; this scales the spectrum by
+    sin^2(omega dt) / (omega dt)^2, 0.95 at 4000 cm^-1 for 0.5 fs frames); its mean off; the unbiased
+    autocorrelation C(k dt) = sum_n mudot_n . mudot_{n+k} / (N - k), by a zero-padded FFT; the half Hann
+    window w_k = (1 + cos(pi k / (N - 1))) / 2 (1 at k = 0, 0 at the last lag, which also suppresses the
+    noisy long lags of the unbiased estimate); the even cosine transform
     dt [w_0 C_0 + 2 sum_{k>0} w_k C_k cos(omega k dt)], zero-padded to >= 4N points (a smooth curve;
-    resolution stays ~2 / (N dt) with the Hann window). Q(omega) = beta hbar omega / (1 - exp(-beta
-    hbar omega)) is the harmonic quantum correction. Normalised to a maximum of 1 (all zeros when the
-    dipole does not change). Windowing the correlation (not the signal) lets a line's Hann side lobes
-    dip below zero, by up to 2.7% of its height.
+    resolution stays ~2 / (N dt) with the Hann window). Normalised to a maximum of 1 (all zeros when the
+    dipole does not change). Windowing the correlation (not the signal) lets a line's Hann side lobes dip
+    below zero, by up to 2.7% of its height.
+
+    An ensemble of independent runs ([n_runs, n_frames, 3], e.g. NVE runs from other initial velocities)
+    averages C(t) over the runs: one run at low temperature does not share its energy among the modes in
+    10 ps (weak modes can vanish), and the average restores each mode's thermal share.
 
     Args:
-      dipoles: [n_frames, 3] e*Bohr, equally spaced in time.
+      dipoles: [n_frames, 3] or [n_runs, n_frames, 3] e*Bohr, equally spaced in time.
       frame_dt_fs: time between frames, fs.
-      temperature_k: temperature of the run (beta = 1 / k_B T), K.
       max_cm1: highest wavenumber returned; must be below the Nyquist limit 1 / (2 c dt).
       window: ``"hann"`` or ``None`` (no window).
-      quantum_correction: multiply by Q(omega).
       max_lag_fs: keep C(t) only up to this lag (the window then spans it): a smoother spectrum of
         resolution ~2 / (c max_lag) (17 cm^-1 for 2000 fs) with less noise from the poorly sampled long
         lags; None keeps the whole run.
@@ -50,11 +61,12 @@ def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: floa
       ``(wavenumbers [m] cm^-1 from 0 to max_cm1, intensity [m])``.
     """
     mu = np.asarray(dipoles, np.float64)
-    if mu.ndim != 2 or mu.shape[1] != 3 or mu.shape[0] < 4:
-        raise ValueError(f"dipoles must have shape [n_frames >= 4, 3], got {mu.shape}")
-    if not (frame_dt_fs > 0 and temperature_k > 0 and max_cm1 > 0):
-        raise ValueError(f"frame_dt_fs={frame_dt_fs}, temperature_k={temperature_k} and max_cm1={max_cm1} "
-                         "must be positive")
+    mu = mu[None] if mu.ndim == 2 else mu  # [n_runs, n_frames, 3]
+    if mu.ndim != 3 or mu.shape[2] != 3 or mu.shape[1] < 4 or mu.shape[0] < 1:
+        raise ValueError(f"dipoles must have shape [n_frames >= 4, 3] or [n_runs, n_frames, 3], got "
+                         f"{np.shape(dipoles)}")
+    if not (frame_dt_fs > 0 and max_cm1 > 0):
+        raise ValueError(f"frame_dt_fs={frame_dt_fs} and max_cm1={max_cm1} must be positive")
     if window not in ("hann", None):
         raise ValueError(f"unknown window {window!r}; expected 'hann' or None")
     dt = frame_dt_fs / units.AU_TIME_FS  # a.u. time
@@ -62,11 +74,11 @@ def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: floa
     if max_cm1 > nyquist_cm1:
         raise ValueError(f"frames {frame_dt_fs} fs apart resolve only up to {nyquist_cm1:.0f} cm^-1 "
                          f"< max_cm1={max_cm1}; record frames more often")
-    n = mu.shape[0]
-    mudot = np.gradient(mu, dt, axis=0)
-    mudot -= mudot.mean(axis=0)
+    n = mu.shape[1]
+    mudot = np.gradient(mu, dt, axis=1)
+    mudot -= mudot.mean(axis=1, keepdims=True)
     n_fft = 1 << int(np.ceil(np.log2(2 * n)))
-    power = np.sum(np.abs(np.fft.rfft(mudot, n=n_fft, axis=0)) ** 2, axis=1)
+    power = np.sum(np.abs(np.fft.rfft(mudot, n=n_fft, axis=1)) ** 2, axis=2).mean(axis=0)  # run average
     corr = np.fft.irfft(power, n=n_fft)[:n] / (n - np.arange(n))  # [n] unbiased C(k dt)
     if max_lag_fs is not None:
         n = min(n, max(4, int(max_lag_fs / frame_dt_fs) + 1))
@@ -78,9 +90,6 @@ def ir_spectrum(dipoles, frame_dt_fs: float, temperature_k: float, max_cm1: floa
     wavenumbers = 2.0 * np.pi * np.fft.rfftfreq(n_spec, d=dt) * units.HARTREE_TO_CM1
     keep = wavenumbers <= max_cm1
     wavenumbers, spectrum = wavenumbers[keep], spectrum[keep]
-    if quantum_correction:
-        x = wavenumbers / units.HARTREE_TO_CM1 / (units.BOLTZMANN_HARTREE_PER_K * temperature_k)
-        spectrum = spectrum * np.where(x > 0, x / -np.expm1(-np.maximum(x, 1e-300)), 1.0)
     top = spectrum.max()
     return wavenumbers, (spectrum / top if top > 0 else np.zeros_like(spectrum))
 

@@ -4,14 +4,17 @@ NVE (velocity Verlet) from the LDA/def2-svp minimum of ``harmonic_ir.py --molecu
 experiments/results), Maxwell-Boltzmann velocities at twice the target temperature (equipartition then
 brings the run to about the target), in float64 with the model's dipole along the way; the IR spectrum from
 the dipole autocorrelation (``spectra.ir_spectrum``: correlation to 2 ps under a Hann window, ~17 cm^-1
-resolution, harmonic quantum correction). Each strong harmonic band (>= 10 % of the strongest) is matched to
-the nearest MD peak (peaks of at least 2 % of the maximum). A finished trajectory is reused.
+resolution; line heights compare with harmonic intensities). Each strong harmonic band (>= 10 % of the
+strongest) is matched to the nearest MD peak (peaks of at least 2 % of the maximum), and so is the model's
+own harmonic frequency of that mode (what the temperature alone moves on the same surface). --runs N
+averages the spectra of N runs from other initial velocities (one run does not share the energy among the
+modes in 10 ps, least at low temperature). Finished trajectories are reused.
 Classical MD at 300 K shows the anharmonic shifts of the soft modes (O-H torsion, C-C-O bend); at low
 temperature (--temperature 50) its peaks approach the harmonic frequencies of the surface, the like-for-like
 comparison with PySCF's harmonic IR.
 Run: python experiments/densnet_md_ir.py [--molecule ethanol] [--model densnet-<molecule>]
-     [--name densnet_<molecule>] [--ps 10] [--dt 0.5] [--temperature 300]
-Writes experiments/results/<name>_md_ir_<T>K.json and <name>_ir_<T>K.png.
+     [--name densnet_<molecule>] [--ps 10] [--dt 0.5] [--temperature 300] [--runs 1]
+Writes experiments/results/<name>_md_ir_<T>K[_<N>runs].json and <name>_ir_<T>K[_<N>runs].png.
 """
 
 import argparse
@@ -44,6 +47,8 @@ def main():
     parser.add_argument("--ps", type=float, default=10.0, help="length of the NVE run in ps")
     parser.add_argument("--dt", type=float, default=0.5, help="time step in fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="target temperature in K")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="independent NVE runs (initial-velocity seeds 0..runs-1) whose spectra are averaged")
     parser.add_argument("--max-lag", type=float, default=2000.0, help="longest dipole-correlation lag, fs")
     parser.add_argument("--workdir", default="runs/densnet_md")
     args = parser.parse_args()
@@ -57,39 +62,55 @@ def main():
         harmonic = json.load(f)
     start = molecule.from_xyz(harmonic["geometry_xyz_angstrom"], name=args.molecule)
     os.makedirs(args.workdir, exist_ok=True)
-    tag = f"{args.temperature:g}K"  # every temperature has its own trajectory and results
-    traj_path = os.path.join(args.workdir, f"{args.molecule}_nve_{tag}.npz")
+    tag = f"{args.temperature:g}K"  # every temperature has its own trajectories and results
     steps = int(round(args.ps * 1000 / args.dt))
-    results_path = os.path.join(HERE, "results", f"{args.name}_md_ir_{tag}.json")
-    if os.path.exists(traj_path):  # resume: the run is saved whole, so a finished trajectory is reused
-        traj = load_trajectory(traj_path)
-        seconds = None
-        if os.path.exists(results_path):  # the MD time of the run that made it
-            with open(results_path) as f:
-                seconds = json.load(f).get("md_seconds")
-        md = {"energy_drift": traj.energy_drift, "energy_fluctuation": float(traj.total.std()),
-              "mean_temperature_k": float(traj.temperature.mean()), "seconds": seconds}
-    else:
-        md = api.md(start, args.model, steps=steps, dt_fs=args.dt, out=traj_path, temperature_k=2 * args.temperature,
-                    record_every=2)
-        traj = md.pop("trajectory")
+    suffix = tag if args.runs == 1 else f"{tag}_{args.runs}runs"
+    results_path = os.path.join(HERE, "results", f"{args.name}_md_ir_{suffix}.json")
+    previous = {}
+    if os.path.exists(results_path):  # the MD time of the runs that made the trajectories
+        with open(results_path) as f:
+            previous = json.load(f)
+    traj_paths, drifts, fluctuations, temperatures, seconds = [], [], [], [], []
+    for seed in range(args.runs):  # run 0 keeps the single-run file name; resume: finished runs are reused
+        traj_path = os.path.join(args.workdir, f"{args.molecule}_nve_{tag}" + (f"_seed{seed}" if seed else "")
+                                 + ".npz")
+        if os.path.exists(traj_path):
+            traj = load_trajectory(traj_path)
+        else:
+            md = api.md(start, args.model, steps=steps, dt_fs=args.dt, out=traj_path, seed=seed,
+                        temperature_k=2 * args.temperature, record_every=2)
+            traj = md.pop("trajectory")
+            seconds.append(md["seconds"])
+        traj_paths.append(traj_path)
+        drifts.append(traj.energy_drift)
+        fluctuations.append(float(traj.total.std()))
+        temperatures.append(float(traj.temperature.mean()))
+    md = {"energy_drift": max(drifts), "energy_fluctuation": max(fluctuations),
+          "mean_temperature_k": float(np.mean(temperatures)),
+          # MD time of all runs; when some were reused, that of the results that made them
+          "seconds": sum(seconds) if len(seconds) == args.runs else previous.get("md_seconds")}
     strongest = max(b["intensity_km_mol"] for b in harmonic["strong_bands"])
     sticks = [(f, i / max(harmonic["intensities_km_mol"])) for f, i in
               zip(harmonic["frequencies_cm1"], harmonic["intensities_km_mol"])]
-    ir = api.ir(traj_path, os.path.join(HERE, "results", f"{args.name}_ir_{tag}.png"), min_relative=0.02,
+    ir = api.ir(traj_paths, os.path.join(HERE, "results", f"{args.name}_ir_{suffix}.png"), min_relative=0.02,
                 reference_peaks=sticks, max_lag_fs=args.max_lag, min_cm1=100.0)
     bands = match_bands(harmonic["strong_bands"], ir["peaks"])
     # The model's own harmonic frequencies at PySCF's minimum separate surface errors from anharmonicity.
     model_ir = api.harmonic_ir(start, args.model)
     model_harmonic = model_ir["frequencies_cm1"]
     harmonic_error = model_harmonic - np.asarray(harmonic["frequencies_cm1"])
-    result = {"model": args.model, "steps": steps, "dt_fs": args.dt, "duration_ps": float(traj.times_fs[-1]) / 1000,
+    # The same matching against the model's own harmonic frequencies: what the temperature alone moves.
+    own = match_bands([{**b, "frequency_cm1": model_harmonic[b["mode"]]} for b in harmonic["strong_bands"]],
+                      ir["peaks"])
+    result = {"model": args.model, "runs": args.runs, "steps": steps, "dt_fs": args.dt,
+              "duration_ps": float(traj.times_fs[-1]) / 1000,
               "energy_drift_hartree": md["energy_drift"],
               "energy_drift_kcal_mol": md["energy_drift"] * units.HARTREE_TO_KCAL_PER_MOL,
               "energy_fluctuation_kcal_mol": md["energy_fluctuation"] * units.HARTREE_TO_KCAL_PER_MOL,
               "mean_temperature_k": md["mean_temperature_k"], "md_seconds": md["seconds"],
               "peaks": ir["peaks"], "strong_bands": bands, "strongest_km_mol": strongest,
               "bands_within_30_cm1": int(sum(abs(b["difference_cm1"]) <= 30 for b in bands)),
+              "bands_within_30_cm1_of_model_harmonic": int(sum(abs(b["difference_cm1"]) <= 30 for b in own)),
               "model_harmonic_cm1": model_harmonic.tolist(),
               "model_harmonic_error_cm1": harmonic_error.tolist(),
               "model_harmonic_intensities_km_mol": model_ir["intensities_km_mol"].tolist(),

@@ -34,7 +34,7 @@ def data_settings(data: dict, split: str) -> GenerationSettings:
         kinds=("coefficients",),
         level=reference.Level(xc=data["xc"], basis=data["basis"], pseudo=None, aux_basis=data["aux_basis"]),
         n_conformers=data[f"{split}_conformers"], displacement=data["displacement"], forces=True,
-        seed=data[f"{split}_seed"])
+        torsion=data.get("torsion", 0.0), seed=data[f"{split}_seed"])
 
 
 def base_conformers(data: dict) -> list[molecule.Molecule]:

@@ -81,7 +81,7 @@ def test_nve_energy_error_is_second_order_and_momentum_conserved(key):
 
 def test_ir_peak_of_harmonic_diatomic_at_analytic_wavenumber(key, tmp_path):
     traj = run_diatomic(diatomic, key, steps=4000, dt_fs=0.5, record_every=2)  # 2 ps, frames 1 fs apart
-    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
+    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs)
     assert nu[0] == 0.0 and nu[-1] <= 4000.0 and intensity.max() == pytest.approx(1.0)
     peaks = spectra.ir_peaks(nu, intensity)
     resolution = 1e-2 / (units.SPEED_OF_LIGHT_M_S * (traj.times_fs[-1] * 1e-15))  # 1 / (c T) in cm^-1
@@ -93,6 +93,58 @@ def test_ir_peak_of_harmonic_diatomic_at_analytic_wavenumber(key, tmp_path):
     assert abs(peaks[0]["cm1"] - verlet_cm1) < nu[1], (peaks, verlet_cm1)
     spectra.plot_ir(tmp_path / "ir.png", nu, intensity, peaks, reference=[(WAVENUMBER, 1.0)])
     assert (tmp_path / "ir.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ir_ensemble_averages_the_correlation_of_its_runs(key, tmp_path):
+    # Two runs of oscillators at 2000 and 1500 cm^-1 (spring k scaled by (1500/2000)^2): the ensemble
+    # spectrum is the mean of the runs' un-normalised spectra, so both lines appear, each at its wavenumber;
+    # an ensemble of copies of one run is that run's spectrum.
+    from dft_operators import api
+
+    soft = jax.tree_util.Partial(diatomic, spring=SPRING * (1500.0 / 2000.0) ** 2)
+    runs = [run_diatomic(diatomic, key, steps=4000, dt_fs=0.5, record_every=2),
+            run_diatomic(soft, jax.random.split(key)[0], steps=4000, dt_fs=0.5, record_every=2)]
+    nu, single = spectra.ir_spectrum(runs[0].dipoles, runs[0].frame_dt_fs)
+    _, copies = spectra.ir_spectrum(np.stack([runs[0].dipoles] * 3), runs[0].frame_dt_fs)
+    np.testing.assert_allclose(copies, single, atol=1e-12)
+    paths = [str(tmp_path / f"run{i}.npz") for i in range(2)]
+    for run, path in zip(runs, paths):
+        run.save(path)
+    peaks = api.ir(paths, max_cm1=3000.0)["peaks_cm1"]
+    assert len(peaks) == 2 and abs(peaks[0] - 1500.0) < 20.0 and abs(peaks[1] - 2000.0) < 20.0, peaks
+    # The ensemble spectrum is a positive combination of the runs' own (normalised) spectra, nothing else.
+    own = np.stack([spectra.ir_spectrum(r.dipoles, r.frame_dt_fs, 3000.0, max_lag_fs=2000.0)[1] for r in runs],
+                   axis=1)
+    ensemble = api.ir(paths, max_cm1=3000.0)["intensity"]
+    weights, residual, *_ = np.linalg.lstsq(own, ensemble, rcond=None)
+    assert np.all(weights > 0.1) and residual[0] < 1e-20, (weights, residual)
+    short = run_diatomic(diatomic, key, steps=2000, dt_fs=0.5, record_every=2)
+    short.save(str(tmp_path / "short.npz"))
+    with pytest.raises(ValueError, match="not a run like"):
+        api.ir([paths[0], str(tmp_path / "short.npz")])
+
+
+def test_ir_line_areas_follow_harmonic_intensities(key):
+    # Two tethered atoms (same mass) at 500 and 2000 cm^-1 carrying charges 0.3 and 0.2: the dipole's time
+    # derivative is q1 v1 + q2 v2, so each line's area is q_i^2 <|v_i|^2> (Parseval), the classical k_B T
+    # (dmu/dQ)^2 of harmonic IR, with no weight of its frequency (a quantum-correction factor applied on top
+    # would tilt the ratio by Q(2000) / Q(500) = 3.7 at 300 K). Central differences scale a line by
+    # sinc^2(omega dt), included.
+    masses = np.full(2, 12.0 * units.AMU_TO_ME)
+    omegas = jnp.array([500.0, 2000.0]) / units.HARTREE_TO_CM1
+    charges = jnp.array([0.3, 0.2])
+
+    def charged_tethers(positions):
+        return tethers(positions, omegas, jnp.asarray(masses))[0], charges @ positions
+
+    traj = integrators.run_md(jax.tree_util.Partial(charged_tethers), [6, 6], np.zeros((2, 3)), masses,
+                              steps=8000, dt_fs=0.5, temperature_k=300.0, key=key, progress=False)
+    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 3000.0)
+    areas = [intensity[np.abs(nu - w) < 150.0].sum() for w in (500.0, 2000.0)]
+    velocity_sq = np.mean(np.sum(traj.velocities**2, axis=2), axis=0)  # [2] <|v_i|^2>
+    omega_dt = np.asarray(omegas) * traj.frame_dt_fs / units.AU_TIME_FS
+    expected = np.asarray(charges) ** 2 * velocity_sq * (np.sin(omega_dt) / omega_dt) ** 2
+    assert areas[0] / areas[1] == pytest.approx(expected[0] / expected[1], rel=0.02), (areas, expected)
 
 
 def test_harmonic_ir_of_diatomic_is_analytic():
@@ -111,7 +163,7 @@ def test_harmonic_ir_of_diatomic_is_analytic():
 def test_constant_dipole_has_no_ir_peak(key):
     # Negative control: the atoms vibrate as above but the dipole does not change.
     traj = run_diatomic(constant_dipole, key, steps=1000, dt_fs=0.5)
-    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs, 300.0)
+    nu, intensity = spectra.ir_spectrum(traj.dipoles, traj.frame_dt_fs)
     assert np.all(intensity == 0.0) and spectra.ir_peaks(nu, intensity) == []
 
 

@@ -206,3 +206,47 @@ def test_other_settings_than_the_finished_or_unfinished_records_are_refused(tmp_
     proc = run_cli("generate", "--molecules", "builtin:h2", "--out", killed, "--kind", "coefficients",
                    "--conformers", "1", "--basis", "sto-3g", "--pseudo", "none", check=False)
     assert proc.returncode == 2 and "unfinished records of an earlier run were made with other" in proc.stderr
+
+
+def _dihedral(p, a, b, c, d):
+    b0, b1, b2 = p[a] - p[b], p[c] - p[b], p[d] - p[c]
+    b1 = b1 / np.linalg.norm(b1)
+    v, w = b0 - (b0 @ b1) * b1, b2 - (b2 @ b1) * b1
+    return np.degrees(np.arctan2(np.cross(b1, v) @ w, v @ w))
+
+
+def test_torsion_sampling_twists_rotatable_bonds_only(tmp_path):
+    # Ethanethiol (CCS) twists about C-C and C-S; resorcinol only about its two C-O bonds (never the ring);
+    # water has none. A twist keeps every bond length and angle: distances within each side are unchanged,
+    # and the H-C-C-S dihedral about the C-C bond moves by exactly the angle given.
+    from dft_operators.data.conformers import rotatable_bonds, sample_conformer, twist
+
+    thiol = molecule.from_smiles("CCS", seed=0)
+    bonds = rotatable_bonds(thiol)
+    assert sorted(tuple(sorted(thiol.symbols[k] for k in (i, j))) for i, j, _ in bonds) == [("C", "C"), ("C", "S")]
+    ring = molecule.from_smiles("Oc1cccc(O)c1", seed=0)
+    assert sorted(tuple(sorted(ring.symbols[k] for k in (i, j))) for i, j, _ in rotatable_bonds(ring)) == \
+        [("C", "O"), ("C", "O")]
+    assert rotatable_bonds(molecule.builtin("water")) == []
+    (i, j, moving), = [b for b in bonds if {thiol.symbols[b[0]], thiol.symbols[b[1]]} == {"C"}]
+    twisted = twist(thiol.positions, [(i, j, moving)], np.array([np.deg2rad(40.0)]))
+    for side in (moving, ~moving):
+        inside = np.linalg.norm(thiol.positions[side][:, None] - thiol.positions[side][None], axis=-1)
+        np.testing.assert_allclose(np.linalg.norm(twisted[side][:, None] - twisted[side][None], axis=-1), inside,
+                                   atol=1e-10)
+    assert np.linalg.norm(twisted[i] - twisted[j]) == pytest.approx(np.linalg.norm(thiol.positions[i]
+                                                                                   - thiol.positions[j]))
+    h = next(k for k in np.flatnonzero(moving) if thiol.symbols[k] == "H")  # an H on the moving carbon j
+    s = next(k for k in np.flatnonzero(~moving) if thiol.symbols[k] == "S")
+    change = _dihedral(twisted, h, j, i, s) - _dihedral(thiol.positions, h, j, i, s)
+    assert (change + 180.0) % 360.0 - 180.0 == pytest.approx(40.0, abs=1e-8)
+    # Sampling: torsion 0 keeps the random stream of the plain sampler; a twisted set reaches 15-degree swings.
+    plain = sample_conformer(thiol, np.random.default_rng(3), 0.1, True)
+    np.testing.assert_array_equal(plain.positions,
+                                  sample_conformer(thiol, np.random.default_rng(3), 0.1, True, torsion=0.0).positions)
+    swings = [_dihedral(sample_conformer(thiol, np.random.default_rng(k), 0.0, False, torsion=15.0).positions,
+                        h, j, i, s) - _dihedral(thiol.positions, h, j, i, s) for k in range(200)]
+    assert np.std((np.array(swings) + 180.0) % 360.0 - 180.0) == pytest.approx(15.0, rel=0.15)
+    with pytest.raises(ValueError, match="torsion"):
+        GenerationSettings(kinds=("grid",), torsion=10.0)
+    assert "torsion" not in GenerationSettings().as_dict()  # datasets made before the setting still resume

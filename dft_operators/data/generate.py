@@ -41,6 +41,7 @@ class GenerationSettings:
     displacement: float = 0.1  # std of the random atomic displacements in Bohr (0 keeps the geometry)
     rotate: bool = True  # randomly rotate each conformer about its centroid
     strain: float = 0.0  # std of the entries of a random symmetric strain applied about the centroid (0 = none)
+    torsion: float = 0.0  # std in degrees of random twists about every rotatable bond (0 = none; not with grid)
     random_potential: float = 0.0  # amplitude (Hartree) of a random Gaussian external potential; 0 = none
     forces: bool = False  # also compute nuclear forces
     seed: int = 0  # seeds conformers and random potentials
@@ -49,10 +50,15 @@ class GenerationSettings:
         unknown = set(self.kinds) - set(KINDS)
         if unknown or not self.kinds:
             raise ValueError(f"unknown field kind(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
+        if self.torsion < 0 or (self.torsion > 0 and "grid" in self.kinds):
+            raise ValueError(f"torsion={self.torsion}: twists are for the quadrature and coefficient kinds (the "
+                             "box check of the grid kind does not cover them); give 0 or a positive std in degrees")
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["level"] = self.level.as_dict()
+        if not self.torsion:  # recorded only when used, so that datasets made before it resume and extend
+            del d["torsion"]
         return d
 
 
@@ -187,8 +193,9 @@ def make_tasks(molecules: Iterable[Molecule], settings: GenerationSettings, skip
             rng = np.random.default_rng([settings.seed, i, j])
             rid = f"{i:04d}-{mol.name.replace('/', '_')}-{j:03d}"
             conformer = (sample_conformer(mol, rng, settings.displacement, settings.rotate, name=mol.name,
-                                          strain=settings.strain)
-                         if settings.displacement > 0 or settings.rotate or settings.strain > 0 else mol)
+                                          strain=settings.strain, torsion=settings.torsion)
+                         if settings.displacement > 0 or settings.rotate or settings.strain > 0
+                         or settings.torsion > 0 else mol)
             yield Task(rid, conformer, settings, int(rng.integers(2**31)))
 
 
