@@ -110,13 +110,13 @@ def test_ir_ensemble_averages_the_correlation_of_its_runs(key, tmp_path):
     paths = [str(tmp_path / f"run{i}.npz") for i in range(2)]
     for run, path in zip(runs, paths):
         run.save(path)
-    peaks = api.ir(paths, max_cm1=3000.0)["peaks_cm1"]
+    ensemble = api.ir(paths, max_cm1=3000.0)
+    peaks = ensemble["peaks_cm1"]
     assert len(peaks) == 2 and abs(peaks[0] - 1500.0) < 20.0 and abs(peaks[1] - 2000.0) < 20.0, peaks
     # The ensemble spectrum is a positive combination of the runs' own (normalised) spectra, nothing else.
     own = np.stack([spectra.ir_spectrum(r.dipoles, r.frame_dt_fs, 3000.0, max_lag_fs=2000.0)[1] for r in runs],
                    axis=1)
-    ensemble = api.ir(paths, max_cm1=3000.0)["intensity"]
-    weights, residual, *_ = np.linalg.lstsq(own, ensemble, rcond=None)
+    weights, residual, *_ = np.linalg.lstsq(own, ensemble["intensity"], rcond=None)
     assert np.all(weights > 0.1) and residual[0] < 1e-20, (weights, residual)
     short = run_diatomic(diatomic, key, steps=2000, dt_fs=0.5, record_every=2)
     short.save(str(tmp_path / "short.npz"))

@@ -215,7 +215,7 @@ def _dihedral(p, a, b, c, d):
     return np.degrees(np.arctan2(np.cross(b1, v) @ w, v @ w))
 
 
-def test_torsion_sampling_twists_rotatable_bonds_only(tmp_path):
+def test_torsion_sampling_twists_rotatable_bonds_only():
     # Ethanethiol (CCS) twists about C-C and C-S; resorcinol only about its two C-O bonds (never the ring);
     # water has none. A twist keeps every bond length and angle: distances within each side are unchanged,
     # and the H-C-C-S dihedral about the C-C bond moves by exactly the angle given.
