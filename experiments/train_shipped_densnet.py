@@ -12,7 +12,8 @@ The shipped ethanol and ethanethiol models are one run each of the ``densnet_<mo
 (both networks jointly from scratch, the density loss weighted 10x); the earlier shipped ethanol model came
 from three runs, each continuing the last (``--init-from``: the density_first, refined and refined2 configs);
 the default config trains jointly with weight 1 (1.8 % density NMAE instead of 0.96 %). ``data.torsion``
-(degrees) also twists the rotatable bonds of each displaced geometry (``generate --torsion``).
+(degrees) also twists the rotatable bonds of each displaced geometry (``generate --torsion``); a list of
+torsions makes the data once per value and trains on their union (``io.dataset.merge``).
 Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data] [--init-from MODEL]
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png; with
 ``task.density_epochs`` the density network's NMAE after its own stage (before the joint one) is reported too.
@@ -26,17 +27,18 @@ import numpy as np
 from dft_operators import api, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
+from dft_operators.io import dataset
 from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import densnet
 import common
 
-def data_settings(data: dict, split: str) -> GenerationSettings:
+def data_settings(data: dict, split: str, torsion: float = 0.0) -> GenerationSettings:
     """The generation settings of the train or test split of a config's "data" section."""
     return GenerationSettings(
         kinds=("coefficients",),
         level=reference.Level(xc=data["xc"], basis=data["basis"], pseudo=None, aux_basis=data["aux_basis"]),
         n_conformers=data[f"{split}_conformers"], displacement=data["displacement"], forces=True,
-        torsion=data.get("torsion", 0.0), seed=data[f"{split}_seed"])
+        torsion=torsion, seed=data[f"{split}_seed"])
 
 
 def base_conformers(data: dict) -> list[molecule.Molecule]:
@@ -45,11 +47,20 @@ def base_conformers(data: dict) -> list[molecule.Molecule]:
 
 
 def make_data(data: dict, workdir: str, workers: int) -> tuple[dict, dict]:
-    """Generates (or resumes) the train and test files; returns (paths, generation summaries)."""
+    """Generates (or resumes) the train and test sets; returns (paths, generation summaries). A list of
+    torsions makes each split once per value (``<split>-torsion<T>``) and merges them into ``<split>``."""
     mols = base_conformers(data)
-    paths = {split: os.path.join(workdir, f"{split}") for split in ("train", "test")}
-    summaries = {split: generate(mols, path, data_settings(data, split), workers=workers)
-                 for split, path in paths.items()}
+    torsions = data.get("torsion", 0.0)
+    paths = {split: os.path.join(workdir, split) for split in ("train", "test")}
+    summaries = {}
+    for split, path in paths.items():
+        if not isinstance(torsions, list):
+            summaries[split] = generate(mols, path, data_settings(data, split, torsions), workers=workers)
+            continue
+        parts = {t: os.path.join(workdir, f"{split}-torsion{t:g}") for t in torsions}
+        summaries[split] = [generate(mols, part, data_settings(data, split, t), workers=workers)
+                            for t, part in parts.items()]
+        dataset.merge(list(parts.values()), path)
     return paths, summaries
 
 

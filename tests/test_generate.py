@@ -250,3 +250,41 @@ def test_torsion_sampling_twists_rotatable_bonds_only():
     with pytest.raises(ValueError, match="torsion"):
         GenerationSettings(kinds=("grid",), torsion=10.0)
     assert "torsion" not in GenerationSettings().as_dict()  # datasets made before the setting still resume
+
+
+def _small_dataset(path, settings, positions):
+    """A dataset of hand-made H2 records (no SCF), one per row of ``positions`` [n, 2, 3]."""
+    writer = dataset.ShardWriter(path, {"level": settings.level.as_dict(), "kinds": list(settings.kinds),
+                                        "settings": settings.as_dict(), "seed": 0}, shard_size=2)
+    for k, r in enumerate(positions):
+        writer.add({"id": f"0000-h2-{k:03d}", "arrays": {"numbers": np.array([1, 1]), "positions": r},
+                    "attrs": {"name": "h2", "smiles": "[H][H]", "energy": float(k)}})
+    writer.flush()
+    return Dataset(path)
+
+
+def test_merged_datasets_hold_every_record_of_each_source(tmp_path):
+    rng = np.random.default_rng(0)
+    plain = GenerationSettings(kinds=("coefficients",), level=ALL_ELECTRON, n_conformers=3)
+    twisted = dataclasses.replace(plain, torsion=15.0)
+    a = _small_dataset(str(tmp_path / "a"), plain, rng.normal(size=(3, 2, 3)))
+    b = _small_dataset(str(tmp_path / "b"), twisted, rng.normal(size=(3, 2, 3)))
+    out = str(tmp_path / "ab")
+    merged = dataset.merge([a.path, b.path], out)
+    assert len(merged) == 6 and merged.ids == [f"{i}-{rid}" for i in (0, 1) for rid in a.ids]
+    for i, source in enumerate((a, b)):  # the same ids would collide: each source's index is a prefix
+        for rid in source.ids:
+            got, want = merged.record(f"{i}-{rid}"), source.record(rid)
+            assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    settings = merged.metadata["settings"]
+    assert settings["n_conformers"] == 3 and "torsion" not in settings  # shared kept, differing only per source
+    assert [m["settings"].get("torsion") for m in settings["merged"]] == [None, 15.0]
+    assert [m["fingerprint"] for m in settings["merged"]] == [a.fingerprint(), b.fingerprint()]
+    assert merged.metadata["level"] == a.metadata["level"] and merged.metadata["molecules"] == ["[H][H]"]
+    assert dataset.merge([a.path, b.path], out).fingerprint() == merged.fingerprint()  # a rerun reuses it
+    with pytest.raises(DatasetError, match="already holds another dataset"):
+        dataset.merge([b.path, a.path], out)
+    c = _small_dataset(str(tmp_path / "c"), dataclasses.replace(plain, level=STO3G), rng.normal(size=(1, 2, 3)))
+    with pytest.raises(DatasetError, match="other level"):
+        dataset.merge([a.path, c.path], str(tmp_path / "ac"))
+    assert not os.path.exists(tmp_path / "ac")

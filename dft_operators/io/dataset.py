@@ -17,7 +17,7 @@ Crash safety: a record is saved to ``pending/`` the moment it is computed (atomi
 worth has arrived, the shard is written to a temporary file and renamed, then the manifest is replaced
 atomically, then the pending files are removed.  A kill at any moment loses no finished record: a shard
 file that the manifest does not list is an interrupted flush, deleted on the next open for writing, and its
-records are still pending.
+records are still pending.  :func:`merge` concatenates finished datasets into a new one.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -307,3 +308,58 @@ class Dataset:
                 "kinds": self.metadata.get("kinds"), "shapes": {k: v["shape"] for k, v in
                                                                self.metadata.get("fields", {}).items()},
                 "shards": len(self.shards), "settings": self.metadata.get("settings")}
+
+
+def merge(sources: list[str], out: str) -> Dataset:
+    """Concatenates finished datasets of one level and kinds into a new dataset ``out`` (say, displaced and
+    torsion-sampled geometries of one molecule); record ``<i>-<id>`` is record ``<id>`` of ``sources[i]``.
+
+    The merged settings keep what all sources share and list each source's settings and fingerprint under
+    "merged". Merging the same sources into ``out`` again returns it as it is (a rerun resumes).
+    Raises:
+      DatasetError: a source is missing or unfinished, the levels or kinds differ, or ``out`` holds another
+        dataset.
+    """
+    if not sources:
+        raise DatasetError("merge needs at least one source dataset")
+    datasets = [Dataset(s) for s in sources]
+    first = datasets[0].metadata
+    for path, ds in zip(sources[1:], datasets[1:]):
+        for key in ("level", "kinds"):
+            if ds.metadata.get(key) != first.get(key):
+                raise DatasetError(f"{path} was made with other {key} ({ds.metadata.get(key)}) than {sources[0]} "
+                                   f"({first.get(key)}); only datasets of one level and kinds merge")
+    shared = {k: v for k, v in first["settings"].items()
+              if all(ds.metadata["settings"].get(k) == v for ds in datasets)}
+    settings = {**shared, "merged": [{"settings": ds.metadata["settings"], "seed": ds.metadata.get("seed"),
+                                      "fingerprint": ds.fingerprint()} for ds in datasets]}
+    settings = json.loads(json.dumps(settings, default=str))
+    if os.path.exists(out):
+        manifest = read_manifest(out)
+        if manifest is None and os.listdir(out):
+            raise DatasetError(f"{out} is not empty and holds no dataset; merge into a new directory")
+        if manifest is not None:
+            if manifest.get("settings") != settings:
+                raise DatasetError(f"{out} already holds another dataset; merge into a new directory")
+            return Dataset(out)
+        os.rmdir(out)
+    tmp = out.rstrip(os.sep) + ".merging"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    shards, failed = [], {}
+    for i, ds in enumerate(datasets):
+        failed.update({f"{i}-{rid}": reason for rid, reason in ds.failed.items()})
+        for shard in ds.shards:
+            name = f"shard-{len(shards):05d}.h5"
+            with h5py.File(os.path.join(ds.path, shard), "r") as src, h5py.File(os.path.join(tmp, name), "w") as dst:
+                group = dst.create_group("records")
+                for rid in src["records"]:
+                    src.copy(src["records"][rid], group, name=f"{i}-{rid}")
+                shards.append({"file": name, "records": len(group)})
+    manifest = {"schema_version": SCHEMA_VERSION, "level": first["level"], "kinds": first["kinds"],
+                "settings": settings, "versions": first.get("versions"), "fields": first.get("fields", {}),
+                "shards": shards, "records": sum(s["records"] for s in shards), "failed": failed,
+                "molecules": sorted({m for ds in datasets for m in ds.metadata.get("molecules", [])})}
+    _atomic_json(os.path.join(tmp, MANIFEST), manifest)
+    os.replace(tmp, out)
+    return Dataset(out)
