@@ -288,3 +288,6 @@ def test_merged_datasets_hold_every_record_of_each_source(tmp_path):
     with pytest.raises(DatasetError, match="other level"):
         dataset.merge([a.path, c.path], str(tmp_path / "ac"))
     assert not os.path.exists(tmp_path / "ac")
+    dataset.save_pending(a.path, {"id": "0000-h2-009", "arrays": {"numbers": np.array([1, 1])}, "attrs": {}})
+    with pytest.raises(DatasetError, match="unfinished records"):
+        dataset.merge([a.path, b.path], str(tmp_path / "ab2"))

@@ -322,6 +322,9 @@ def merge(sources: list[str], out: str) -> Dataset:
     """
     if not sources:
         raise DatasetError("merge needs at least one source dataset")
+    for path in sources:
+        if pending_records(path):
+            raise DatasetError(f"{path} has unfinished records (pending/); finish its `generate` run first")
     datasets = [Dataset(s) for s in sources]
     first = datasets[0].metadata
     for path, ds in zip(sources[1:], datasets[1:]):
