@@ -26,8 +26,7 @@ import numpy as np
 
 from dft_operators import api, molecule, reference
 from dft_operators.data.generate import GenerationSettings, generate
-from dft_operators.io import checkpoint
-from dft_operators.io import dataset
+from dft_operators.io import checkpoint, dataset
 from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import densnet
 import common
