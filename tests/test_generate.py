@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from dft_operators import molecule, reference
-from dft_operators.data.generate import GenerationSettings, generate
+from dft_operators.data.generate import GenerationSettings, _metadata, generate
 from dft_operators.io import dataset
 from dft_operators.io.dataset import Dataset, DatasetError
 from dft_operators.reference import ALL_ELECTRON, Level
@@ -200,8 +200,7 @@ def test_other_settings_than_the_finished_or_unfinished_records_are_refused(tmp_
         generate([molecule.builtin("h2")], out, other, progress=False)
     # Records of a killed run, still pending (no shard yet), bind the directory just as well.
     killed = str(tmp_path / "killed")
-    writer = dataset.ShardWriter(killed, {"level": settings.level.as_dict(), "kinds": list(settings.kinds),
-                                          "settings": settings.as_dict(), "seed": 0}, shard_size=100)
+    writer = dataset.ShardWriter(killed, _metadata(settings), shard_size=100)
     writer.add({"id": "0000-h2-000", "arrays": {"numbers": np.array([1, 1])}, "attrs": {"name": "h2"}})
     proc = run_cli("generate", "--molecules", "builtin:h2", "--out", killed, "--kind", "coefficients",
                    "--conformers", "1", "--basis", "sto-3g", "--pseudo", "none", check=False)
@@ -254,8 +253,7 @@ def test_torsion_sampling_twists_rotatable_bonds_only():
 
 def _small_dataset(path, settings, positions):
     """A dataset of hand-made H2 records (no SCF), one per row of ``positions`` [n, 2, 3]."""
-    writer = dataset.ShardWriter(path, {"level": settings.level.as_dict(), "kinds": list(settings.kinds),
-                                        "settings": settings.as_dict(), "seed": 0}, shard_size=2)
+    writer = dataset.ShardWriter(path, _metadata(settings), shard_size=2)
     for k, r in enumerate(positions):
         writer.add({"id": f"0000-h2-{k:03d}", "arrays": {"numbers": np.array([1, 1]), "positions": r},
                     "attrs": {"name": "h2", "smiles": "[H][H]", "energy": float(k)}})
