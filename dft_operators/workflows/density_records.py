@@ -84,8 +84,8 @@ def load_arrays(ds: Dataset, ids: list[str], tables: DensityTables, metric: str,
     energies = ds.attribute("energy", ids)
     n_atoms = n_atoms or max(len(r["numbers"]) for r in records)
     maps = layout_maps(tables)
-    rows = []
-    for rid, r, energy in zip(ids, records, energies):
+    stacked = {}  # filled row by row: the metrics dominate memory (~10 MB a record), so no list + stack copy
+    for i, (rid, r, energy) in enumerate(zip(ids, records, energies)):
         numbers = np.asarray(r["numbers"])
         mol = record_molecule(ds, rid, r)
         graph = build_atom_graph(numbers, r["positions"], n_atoms)
@@ -93,13 +93,15 @@ def load_arrays(ds: Dataset, ids: list[str], tables: DensityTables, metric: str,
         c = to_model_layout(maps, numbers, labels, r["coefficients/c"])
         m = metric_in_layout(tables, numbers, labels, r[f"coefficients/metric_{metric}"].astype(np.float64), n_atoms)
         pad = ((0, n_atoms - len(numbers)), (0, 0))
-        rows.append({**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
-                     "coefficients": np.pad(c, pad), "metric": m.astype(np.float32),
-                     "forces": np.pad(np.asarray(r["forces"]), pad),
-                     "energy": np.float64(energy), "dipole": np.asarray(r["dipole"], np.float64),
-                     "n_electrons": np.float64(level_electrons(mol, level))})
-    stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
-    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in stacked.items()}
+        row = {**{k: np.asarray(getattr(graph, k)) for k in _GRAPH_FIELDS},
+               "coefficients": np.pad(c, pad), "metric": m, "forces": np.pad(np.asarray(r["forces"]), pad),
+               "energy": np.float64(energy), "dipole": np.asarray(r["dipole"], np.float64),
+               "n_electrons": np.float64(level_electrons(mol, level))}
+        for k, v in row.items():
+            if k not in stacked:
+                stacked[k] = np.empty((len(ids), *v.shape), np.float32 if v.dtype.kind == "f" else v.dtype)
+            stacked[k][i] = v
+    return stacked
 
 
 def graph_of(row: dict) -> AtomGraph:
