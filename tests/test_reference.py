@@ -179,6 +179,10 @@ def test_fit_coefficients(water_all_electron):
         assert labels.shape == (len(fit["coefficients"]), 3)
         assert np.all(fit["aux_integrals"][labels[:, 1] > 0] == 0)
         assert np.all(np.abs(labels[:, 2]) <= labels[:, 1])
+        # Without the error (no four-centre build) the fit itself is the same.
+        cheap = fit_coefficients(density, with_error=False)
+        assert "coulomb_error" not in cheap
+        np.testing.assert_array_equal(cheap["coefficients"], fit["coefficients"])
     # A larger auxiliary basis of the same family fits better (verified: def2-universal-jkfit sits between).
     dz = fit_coefficients(water_all_electron.density, "cc-pvdz-jkfit")["coulomb_error"]
     tz = fit_coefficients(water_all_electron.density, "cc-pvtz-jkfit")["coulomb_error"]

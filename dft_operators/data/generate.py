@@ -85,7 +85,8 @@ def _grid_fields(state: reference.GroundState, settings: GenerationSettings) -> 
 
 def _coefficient_fields(state: reference.GroundState, settings: GenerationSettings) -> dict[str, np.ndarray]:
     fit = reference.fit_coefficients(state.density)
-    fit0 = reference.fit_coefficients(reference.atomic_guess(state.density.molecule, settings.level))
+    fit0 = reference.fit_coefficients(reference.atomic_guess(state.density.molecule, settings.level),
+                                     with_error=False)
     return {"coefficients/c": fit["coefficients"], "coefficients/c0": fit0["coefficients"],
             "coefficients/aux_labels": fit["aux_labels"], "coefficients/aux_integrals": fit["aux_integrals"],
             "coefficients/coulomb_error": np.float64(fit["coulomb_error"]),

@@ -33,7 +33,7 @@ def free_atom_coefficients(number: int, level: Level) -> np.ndarray:
     functions in the Coulomb metric and scaled to integrate to its electron count (all electrons, or the
     valence with a pseudopotential), [n_f] in PySCF's order; read-only (cached per element and level)."""
     atom = free_atom(number)
-    fit = fit_coefficients(atomic_guess(atom, level), level.aux_basis)
+    fit = fit_coefficients(atomic_guess(atom, level), level.aux_basis, with_error=False)
     # The Coulomb-metric fit misses the count by up to 1 % (H); scale it to exactly the atom's electrons.
     count = fit["aux_integrals"] @ fit["coefficients"]
     coefficients = fit["coefficients"] * (level_electrons(atom, level) / count)
@@ -62,7 +62,7 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
     grid.build()
     values = dft.numint.eval_ao(auxmol, grid.coords)  # [n_points, n_f]
     weighted = grid.weights[:, None] * values
-    integrals = fit_coefficients(atomic_guess(atom, level), level.aux_basis)["aux_integrals"]
+    integrals = fit_coefficients(atomic_guess(atom, level), level.aux_basis, with_error=False)["aux_integrals"]
     return {"ls": ls, "integrals": integrals, "moments": weighted.T @ grid.coords,
             "atomic_coefficients": np.array(free_atom_coefficients(number, level))}
 

@@ -203,14 +203,17 @@ def _projections(mol: gto.Mole, auxmol: gto.Mole, dm: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def fit_coefficients(density: Density, aux_basis: str | None = None) -> dict:
+def fit_coefficients(density: Density, aux_basis: str | None = None, with_error: bool = True) -> dict:
     """Coulomb-metric density fitting of a density matrix onto an auxiliary basis.
 
     Args:
       density: the density (its level gives the orbital basis and pseudopotential).
       aux_basis: auxiliary basis name; default ``density.level.aux_basis``.
+      with_error: also compute "coulomb_error", which needs (rho|rho): a four-centre Coulomb build, the
+        dearest step of the fit.
     Returns:
-      "coefficients" [naux] c_P; "coulomb_error" (rho - rho_fit | rho - rho_fit) in Hartree (>= 0);
+      "coefficients" [naux] c_P; "coulomb_error" (rho - rho_fit | rho - rho_fit) in Hartree (>= 0), only
+      ``with_error``;
       "n_electrons_fit" sum_P c_P int chi_P; "aux_basis" the name; "aux_labels" int [naux, 3] of
       (atom index, l, m), with PySCF's real-harmonic order (p: m = +1, -1, 0, i.e. px, py, pz);
       "aux_integrals" [naux] int chi_P(r) dr in Bohr^3 (zero unless l = 0).
@@ -226,16 +229,13 @@ def fit_coefficients(density: Density, aux_basis: str | None = None) -> dict:
         coefficients = scipy.linalg.cho_solve(scipy.linalg.cho_factor(metric), b)
     except np.linalg.LinAlgError:
         coefficients = np.linalg.lstsq(metric, b, rcond=1e-12)[0]
-    vj = scf.hf.get_jk(mol, density.dm, hermi=1, with_k=False)[0]
-    self_energy = np.einsum("mn,nm->", density.dm, vj)  # (rho|rho)
     labels = _aux_labels(auxmol)
     integrals = ft_ao.ft_ao(auxmol, np.zeros((1, 3)))[0].real  # [naux]: Fourier transform at G = 0
     integrals[labels[:, 1] > 0] = 0.0  # exactly, rather than to rounding
-    return {
-        "coefficients": coefficients,
-        "coulomb_error": float(max(self_energy - b @ coefficients, 0.0)),
-        "n_electrons_fit": float(coefficients @ integrals),
-        "aux_basis": aux_basis,
-        "aux_labels": labels,
-        "aux_integrals": integrals,
-    }
+    fit = {"coefficients": coefficients, "n_electrons_fit": float(coefficients @ integrals),
+           "aux_basis": aux_basis, "aux_labels": labels, "aux_integrals": integrals}
+    if with_error:
+        vj = scf.hf.get_jk(mol, density.dm, hermi=1, with_k=False)[0]
+        self_energy = np.einsum("mn,nm->", density.dm, vj)  # (rho|rho)
+        fit["coulomb_error"] = float(max(self_energy - b @ coefficients, 0.0))
+    return fit

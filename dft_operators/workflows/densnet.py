@@ -248,7 +248,7 @@ def density_nmae(card: dict, module, params, molecule: Molecule, grid_level: int
     points, weights = reference.molecular_quadrature(molecule, level, grid_level)
     state = reference.run_ks(molecule, level)
     ks = reference.density_at_points(state.density, points)
-    fitted = reference.fit_coefficients(state.density)["coefficients"]
+    fitted = reference.fit_coefficients(state.density, with_error=False)["coefficients"]
     fit = reference.density_basis.aux_density(molecule, level, fitted, points)
     predicted = density_at(card, molecule, properties(card, module, params, molecule)["coefficients"], points)
     atoms = np.stack([_tables(card).elements[int(z)].atomic for z in molecule.numbers])
