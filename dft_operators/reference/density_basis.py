@@ -19,7 +19,7 @@ import numpy as np
 from pyscf import dft, gto
 
 from dft_operators.molecule import Molecule, free_atom
-from dft_operators.reference.fields import fit_coefficients
+from dft_operators.reference.fields import aux_integrals, fit_coefficients
 from dft_operators.reference.level import Level, build_mole, level_electrons
 from dft_operators.reference.scf import atomic_guess
 
@@ -62,8 +62,7 @@ def element_basis(number: int, level: Level) -> dict[str, np.ndarray]:
     grid.build()
     values = dft.numint.eval_ao(auxmol, grid.coords)  # [n_points, n_f]
     weighted = grid.weights[:, None] * values
-    integrals = fit_coefficients(atomic_guess(atom, level), level.aux_basis, with_error=False)["aux_integrals"]
-    return {"ls": ls, "integrals": integrals, "moments": weighted.T @ grid.coords,
+    return {"ls": ls, "integrals": aux_integrals(auxmol), "moments": weighted.T @ grid.coords,
             "atomic_coefficients": np.array(free_atom_coefficients(number, level))}
 
 

@@ -188,6 +188,13 @@ def _aux_labels(auxmol: gto.Mole) -> np.ndarray:
     return np.array(labels, dtype=np.int64).reshape(-1, 3)
 
 
+def aux_integrals(auxmol: gto.Mole) -> np.ndarray:
+    """int chi_P(r) dr of every auxiliary function in Bohr^3, [naux] in PySCF's order (zero unless l = 0)."""
+    integrals = ft_ao.ft_ao(auxmol, np.zeros((1, 3)))[0].real  # the Fourier transform at G = 0
+    integrals[_aux_labels(auxmol)[:, 1] > 0] = 0.0  # exactly, rather than to rounding
+    return integrals
+
+
 def _projections(mol: gto.Mole, auxmol: gto.Mole, dm: np.ndarray) -> np.ndarray:
     """b_P = sum_mn D_mn (mn|P), the Coulomb integrals of rho with each aux function, [naux], by aux blocks."""
     offsets = auxmol.ao_loc
@@ -229,11 +236,9 @@ def fit_coefficients(density: Density, aux_basis: str | None = None, with_error:
         coefficients = scipy.linalg.cho_solve(scipy.linalg.cho_factor(metric), b)
     except np.linalg.LinAlgError:
         coefficients = np.linalg.lstsq(metric, b, rcond=1e-12)[0]
-    labels = _aux_labels(auxmol)
-    integrals = ft_ao.ft_ao(auxmol, np.zeros((1, 3)))[0].real  # [naux]: Fourier transform at G = 0
-    integrals[labels[:, 1] > 0] = 0.0  # exactly, rather than to rounding
+    integrals = aux_integrals(auxmol)
     fit = {"coefficients": coefficients, "n_electrons_fit": float(coefficients @ integrals),
-           "aux_basis": aux_basis, "aux_labels": labels, "aux_integrals": integrals}
+           "aux_basis": aux_basis, "aux_labels": _aux_labels(auxmol), "aux_integrals": integrals}
     if with_error:
         vj = scf.hf.get_jk(mol, density.dm, hermi=1, with_k=False)[0]
         self_energy = np.einsum("mn,nm->", density.dm, vj)  # (rho|rho)
