@@ -13,7 +13,9 @@ The shipped ethanol and ethanethiol models are one run each of the ``densnet_<mo
 from three runs, each continuing the last (``--init-from``: the density_first, refined and refined2 configs);
 the default config trains jointly with weight 1 (1.8 % density NMAE instead of 0.96 %). ``data.torsion``
 (degrees) also twists the rotatable bonds of each displaced geometry (``generate --torsion``); a list of
-torsions makes the data once per value and trains on their union (``io.dataset.merge``).
+torsions makes the data once per value and trains on their union (``io.dataset.merge``). ``data.parts`` adds
+more parts to that union, each a dict with a "name" that overrides keys of the data section (a smaller
+``displacement`` with other seeds samples the region around the minimum that low-temperature MD visits).
 Run: python experiments/train_shipped_densnet.py [--config F] [--workdir D] [--only-data] [--init-from MODEL]
 Results go to experiments/results/<config name>.json and <config name>_learning_curve.png; with
 ``task.density_epochs`` the density network's NMAE after its own stage (before the joint one) is reported too.
@@ -31,13 +33,13 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.workflows import densnet
 import common
 
-def data_settings(data: dict, split: str, torsion: float = 0.0) -> GenerationSettings:
-    """The generation settings of the train or test split of a config's "data" section."""
+def data_settings(data: dict, split: str) -> GenerationSettings:
+    """The generation settings of the train or test split of a config's "data" section (or of one part)."""
     return GenerationSettings(
         kinds=("coefficients",),
         level=reference.Level(xc=data["xc"], basis=data["basis"], pseudo=None, aux_basis=data["aux_basis"]),
         n_conformers=data[f"{split}_conformers"], displacement=data["displacement"], forces=True,
-        torsion=torsion, seed=data[f"{split}_seed"])
+        torsion=data.get("torsion", 0.0), seed=data[f"{split}_seed"])
 
 
 def base_conformers(data: dict) -> list[molecule.Molecule]:
@@ -45,21 +47,35 @@ def base_conformers(data: dict) -> list[molecule.Molecule]:
     return [molecule.from_smiles(data["smiles"], seed=s, name=data["name"]) for s in data["conformer_seeds"]]
 
 
-def make_data(data: dict, workdir: str, workers: int) -> tuple[dict, dict]:
-    """Generates (or resumes) the train and test sets; returns (paths, generation summaries). A list of
-    torsions makes each split once per value (``<split>-torsion<T>``) and merges them into ``<split>``."""
-    mols = base_conformers(data)
+def data_parts(data: dict) -> dict[str, dict]:
+    """The parts whose union is the dataset, name -> data section: one per torsion of a list
+    (``torsion<T>``) and one per entry of ``data["parts"]``; {} for a single dataset."""
     torsions = data.get("torsion", 0.0)
+    if not isinstance(torsions, list) and not data.get("parts"):
+        return {}
+    common_data = {k: v for k, v in data.items() if k not in ("parts", "torsion")}  # a part's torsion: 0
+    parts = {f"torsion{t:g}": {**common_data, "torsion": t}
+             for t in (torsions if isinstance(torsions, list) else [torsions])}
+    for part in data.get("parts", []):
+        parts[part["name"]] = {**common_data, **{k: v for k, v in part.items() if k != "name"}}
+    return parts
+
+
+def make_data(data: dict, workdir: str, workers: int) -> tuple[dict, dict]:
+    """Generates (or resumes) the train and test sets; returns (paths, generation summaries). With parts
+    (``data_parts``) each split is made once per part (``<split>-<part>``) and merged into ``<split>``."""
+    mols = base_conformers(data)
+    parts = data_parts(data)
     paths = {split: os.path.join(workdir, split) for split in ("train", "test")}
     summaries = {}
     for split, path in paths.items():
-        if not isinstance(torsions, list):
-            summaries[split] = generate(mols, path, data_settings(data, split, torsions), workers=workers)
+        if not parts:
+            summaries[split] = generate(mols, path, data_settings(data, split), workers=workers)
             continue
-        parts = {t: os.path.join(workdir, f"{split}-torsion{t:g}") for t in torsions}
-        summaries[split] = [generate(mols, part, data_settings(data, split, t), workers=workers)
-                            for t, part in parts.items()]
-        dataset.merge(list(parts.values()), path)
+        part_paths = {name: os.path.join(workdir, f"{split}-{name}") for name in parts}
+        summaries[split] = [generate(mols, part_paths[name], data_settings(part, split), workers=workers)
+                            for name, part in parts.items()]
+        dataset.merge(list(part_paths.values()), path)
     return paths, summaries
 
 
