@@ -8,8 +8,9 @@ LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the
 of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step
 resumes after a kill. Ethanethiol (C-C-S-H gauche+, gauche-, trans) and resorcinol (the three planar O-H
 orientations: syn-syn, syn-anti, anti-anti) have their configs beside ethanol's (``densnet_<molecule>.json``).
-The shipped ethanol and ethanethiol models are one run each of the ``densnet_<molecule>_dw10.json`` configs
-(both networks jointly from scratch, the density loss weighted 10x); the earlier shipped ethanol model came
+The shipped ethanol model is one run of ``densnet_ethanol_dw10.json``, the ethanethiol model one of
+``densnet_ethanethiol_union.json`` (both networks jointly from scratch, the density loss weighted 10x; the
+latter on displaced and torsion-twisted geometries together); the earlier shipped ethanol model came
 from three runs, each continuing the last (``--init-from``: the density_first, refined and refined2 configs);
 the default config trains jointly with weight 1 (1.8 % density NMAE instead of 0.96 %). ``data.torsion``
 (degrees) also twists the rotatable bonds of each displaced geometry (``generate --torsion``); a list of
