@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=list(KINDS), help="model kind")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--out", required=True, help="model directory")
-    p.add_argument("--config", help="JSON config: preset, model, train, task, held_out")
+    p.add_argument("--config", help="JSON config: preset, model, train, task, held_out; \"base\": a config file it overrides")
     p.add_argument("--until-epoch", type=int, help="stop after this epoch (resume later)")
     p.add_argument("--init-from", help="start from this model's weights (same kind and model config)")
     p.add_argument("--coordinator", help="HOST:PORT of process 0 of a multi-process run (jax.distributed)")

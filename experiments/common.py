@@ -18,9 +18,10 @@ def config_parser(doc: str, config: str, workdir: str, workers: int = 2) -> argp
 
 
 def read_config(path: str) -> tuple[dict, dict]:
-    """(training config, its "data" section) of a config file."""
-    with open(path) as f:
-        config = json.load(f)
+    """(training config, its "data" section) of a config file, its "base" resolved (``setup.read_config``)."""
+    from dft_operators.training.setup import read_config as read_file
+
+    config = read_file(path)
     return config, config.pop("data")
 
 

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from dft_operators import api, molecule, reference, units
+from dft_operators.training.setup import read_config
 from dft_operators.data.generate import make_tasks
 from dft_operators.workflows import kinetic
 from train_shipped_kineticnet import data_settings  # the generation settings of the training script
@@ -23,8 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def held_out_geometries(training_config: str, per_molecule: int) -> list[molecule.Molecule]:
     """The first geometries of each molecule of the test split of a KineticNet training config."""
-    with open(training_config) as f:
-        data = json.load(f)["data"]
+    data = read_config(training_config)["data"]
     tasks = make_tasks(molecule.builtin_set(data["molecules"]), data_settings(data, "test"))
     out, seen = [], {}
     for task in tasks:

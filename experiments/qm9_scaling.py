@@ -36,6 +36,7 @@ import os
 import numpy as np
 
 from dft_operators import api
+from dft_operators.training.setup import read_config
 from dft_operators.io.dataset import Dataset
 from dft_operators.training import metrics
 
@@ -65,8 +66,7 @@ def fixed_sets(ds: Dataset, n_test: int, n_val: int, seed: int) -> tuple[list[st
 
 def run_config(variant: str, size: int, test: list[str], val: list[str], samples: int) -> dict:
     """The training config of one run: the variant's QM9 config with the split and the epoch budget."""
-    with open(os.path.join(HERE, "configs", VARIANTS[variant][1])) as f:
-        config = json.load(f)
+    config = read_config(os.path.join(HERE, "configs", VARIANTS[variant][1]))
     epochs = max(1, math.ceil(samples / size))
     # about VALIDATIONS checks a run: validating 40 whole boxes after each of the 100 epochs of N = 30 would
     # cost more than the training itself

@@ -20,6 +20,7 @@ from density_slices import plot_slices
 from train_shipped_fno import SETTINGS, TEST_MOLECULES, TOO_LONG
 
 from dft_operators import api, molecule, reference
+from dft_operators.training.setup import read_config
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
@@ -85,7 +86,7 @@ def main():
                      os.path.join(HERE, "results", f"deepscf_small_{TEST_MOLECULES[0]}.png"))
     result = {"training": summary, "train_wall_seconds": train_seconds, "test": test,
               "test_per_molecule": per_molecule(model_dir, test_data), "slice_example": example,
-              "config": json.load(open(args.config)), "data": {"train": train_data, "test": test_data},
+              "config": read_config(args.config), "data": {"train": train_data, "test": test_data},
               "settings": SETTINGS}
     with open(os.path.join(HERE, "results", "deepscf_small.json"), "w") as f:
         json.dump(result, f, indent=1)

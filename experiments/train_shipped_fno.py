@@ -9,6 +9,7 @@ import json
 import os
 
 from dft_operators import api, molecule
+from dft_operators.training.setup import read_config
 from dft_operators.data.generate import GenerationSettings, generate
 from dft_operators.io import checkpoint
 from dft_operators.quickstart import HELD_OUT, SHIPPED
@@ -55,7 +56,7 @@ def main():
         model_dir, target, test_metrics=test, test_molecules=list(TEST_MOLECULES),
         description="V2Rho-FNO, valence density from the screened ionic potential (16 Bohr box)")
     result = {"generation": {"train": gen, "test": gen_test}, "training": summary, "test": test,
-              "config": json.load(open(args.config)), "settings": SETTINGS}
+              "config": read_config(args.config), "settings": SETTINGS}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "fno_small.json"), "w") as f:
         json.dump(result, f, indent=1)

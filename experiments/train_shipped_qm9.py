@@ -25,6 +25,7 @@ import jax
 import qm9_scaling
 
 from dft_operators import api
+from dft_operators.training.setup import read_config
 from dft_operators.io import checkpoint
 from dft_operators.io.dataset import Dataset
 
@@ -43,8 +44,7 @@ def main():
     parser.add_argument("--no-export", action="store_true", help="train and evaluate only")
     args = parser.parse_args()
     workdir = args.workdir or os.path.expanduser(os.path.join("~/dft_runs", args.name))
-    with open(args.config) as f:
-        config = json.load(f)
+    config = read_config(args.config)
     kind = config.pop("kind")
     file_config = dict(config)
     print(f"training {kind} on {jax.devices()[0].platform}", flush=True)

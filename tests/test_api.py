@@ -1,16 +1,19 @@
 """The Python API behind the command line: train, load, predict, evaluate, on a tiny FNO."""
 
 import dataclasses
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO
 
 from dft_operators import api, molecule
 from dft_operators.data.splits import split_by_molecule
 from dft_operators.io.dataset import Dataset
+from dft_operators.training.setup import read_config
 from dft_operators.workflows import grid_density
 
 TINY = {"preset": "tiny", "train": {"epochs": 3, "val_fraction": 0.25}}
@@ -160,6 +163,31 @@ def test_bad_configs_are_named():
         api.TrainSetup.resolve("fno", {"modle": {}})
     with pytest.raises(ValueError, match="unknown input field"):
         api.TrainSetup.resolve("fno", {"task": {"inputs": ["nonsense"]}})
+
+
+EXPERIMENT_CONFIGS = os.path.join(REPO, "experiments", "configs")
+TRAINING_CONFIGS = sorted(f for f in os.listdir(EXPERIMENT_CONFIGS)
+                          if f.split("_")[0] in api.KINDS and f not in ("deepscf_ablations.json", "kineticnet_ofdft.json"))
+
+
+@pytest.mark.parametrize("name", TRAINING_CONFIGS)
+def test_experiment_configs_resolve_as_train_reads_them(name):
+    # what `dft-operators train KIND --config experiments/configs/NAME` reads: the base chain resolved, the
+    # experiment scripts' "data" and "kind" keys aside
+    config = read_config(os.path.join(EXPERIMENT_CONFIGS, name))
+    kind = config.pop("kind", name.split("_")[0])
+    assert "base" not in config and api.TrainSetup.resolve(kind, config).kind == kind
+
+
+def test_a_config_file_overrides_its_base(tmp_path):
+    base = os.path.abspath(os.path.join(EXPERIMENT_CONFIGS, "densnet_ethanol.json"))
+    variant = tmp_path / "variant.json"
+    variant.write_text(json.dumps({"base": base, "task": {"force_weight": 5.0}, "train": {"epochs": 7}}))
+    original, changed = api.TrainSetup.resolve("densnet", base), api.TrainSetup.resolve("densnet", str(variant))
+    assert (changed.task.force_weight, changed.train_config.epochs) == (5.0, 7)
+    assert changed.task.density_weight == original.task.density_weight  # the rest of each section inherited
+    assert changed.train_config.learning_rate == original.train_config.learning_rate
+    assert changed.model_config == original.model_config
 
 
 def test_delta_learning_fno_starts_from_rho0_and_transfers_resolution(tiny_grid_data, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 from dft_operators import kinds, models
 from dft_operators.data.splits import first_molecules, split_by_molecule
@@ -11,13 +12,28 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.training.config import TrainConfig
 
 
-def _read_config(config: dict | str | None) -> dict:
+def read_config(config: dict | str | None) -> dict:
+    """A config as a dict: ``None`` -> {}, a dict as given, a path -> its JSON. A file's "base" key names another
+    config file (relative to this one's folder) that it overrides key by key: sections (dicts) merge, any other
+    value replaces the base's, so a variant lists only what it changes."""
     if config is None:
         return {}
     if isinstance(config, dict):
         return config
     with open(config) as f:
-        return json.load(f)
+        values = json.load(f)
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    return _override(read_config(os.path.join(os.path.dirname(os.path.abspath(config)), base)), values)
+
+
+def _override(base: dict, changes: dict) -> dict:
+    merged = dict(base)
+    for key, value in changes.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _override(base[key], value) if both_sections else value
+    return merged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +52,10 @@ class TrainSetup:
     def resolve(kind: str, config: dict | str | None) -> "TrainSetup":
         """From a JSON file or dict with optional keys preset ('default'|'tiny'), model, train, task, held_out
         (validation molecules), exclude (molecules neither side may use: a test set) and max_train_molecules
-        (train on that many of the training side's molecules, a nested seeded draw)."""
-        c = _read_config(config)
-        unknown = set(c) - {"preset", "model", "train", "task", "held_out", "exclude", "max_train_molecules"}
+        (train on that many of the training side's molecules, a nested seeded draw); a "data" section (how the
+        experiment scripts generate the dataset) is not read here. Files may inherit a "base" (``read_config``)."""
+        c = read_config(config)
+        unknown = set(c) - {"preset", "model", "train", "task", "held_out", "exclude", "max_train_molecules", "data"}
         if unknown:
             raise ValueError(f"unknown config section(s) {sorted(unknown)}")
         preset = c.get("preset", "default")
