@@ -188,6 +188,9 @@ def test_a_config_file_overrides_its_base(tmp_path):
     assert changed.task.density_weight == original.task.density_weight  # the rest of each section inherited
     assert changed.train_config.learning_rate == original.train_config.learning_rate
     assert changed.model_config == original.model_config
+    variant.write_text(json.dumps({"base": "variant.json"}))
+    with pytest.raises(ValueError, match="config bases form a loop"):
+        api.TrainSetup.resolve("densnet", str(variant))
 
 
 def test_delta_learning_fno_starts_from_rho0_and_transfers_resolution(tiny_grid_data, tmp_path):

@@ -12,7 +12,7 @@ from dft_operators.io.dataset import Dataset
 from dft_operators.training.config import TrainConfig
 
 
-def read_config(config: dict | str | None) -> dict:
+def read_config(config: dict | str | None, _chain: tuple[str, ...] = ()) -> dict:
     """A config as a dict: ``None`` -> {}, a dict as given, a path -> its JSON. A file's "base" key names another
     config file (relative to this one's folder) that it overrides key by key: sections (dicts) merge, any other
     value replaces the base's, so a variant lists only what it changes."""
@@ -20,12 +20,15 @@ def read_config(config: dict | str | None) -> dict:
         return {}
     if isinstance(config, dict):
         return config
-    with open(config) as f:
+    path = os.path.abspath(config)
+    if path in _chain:
+        raise ValueError(f"config bases form a loop: {' -> '.join(_chain + (path,))}")
+    with open(path) as f:
         values = json.load(f)
     base = values.pop("base", None)
     if base is None:
         return values
-    return _override(read_config(os.path.join(os.path.dirname(os.path.abspath(config)), base)), values)
+    return _override(read_config(os.path.join(os.path.dirname(path), base), _chain + (path,)), values)
 
 
 def _override(base: dict, changes: dict) -> dict:
