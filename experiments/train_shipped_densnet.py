@@ -7,14 +7,17 @@ LDA/def2-svp with forces, dipoles and Coulomb-fitted density coefficients in the
 (``etb:cc-pvdz``, the even-tempered products of cc-pVDZ: its fit is 0.56 % NMAE from the Kohn-Sham density
 of ethanol, def2-universal-jkfit's 0.96 %). The test set has other displacements (another seed). Every step
 resumes after a kill. Ethanethiol (C-C-S-H gauche+, gauche-, trans) and resorcinol (the three planar O-H
-orientations: syn-syn, syn-anti, anti-anti) have their configs beside ethanol's (``densnet_<molecule>.json``).
+orientations: anti-anti, syn-syn, syn-anti) have their configs beside ethanol's (``densnet_<molecule>.json``).
 The shipped ethanethiol model is one run of ``densnet_ethanethiol_union.json`` (both networks jointly from
 scratch, the density loss weighted 10x, on displaced and torsion-twisted geometries together); the shipped
 ethanol model comes from four runs, each continuing the last (``--init-from``): ``densnet_ethanol_union.json``
 from scratch, then ``densnet_ethanol_multiscale_finetune.json`` and ``..._finetune2.json`` with near-minimum
 geometries added, then ``densnet_ethanol_force5_finetune.json`` with the force loss weighted 5x (the earlier
 ethanol models: one run of ``densnet_ethanol_dw10.json``; before it the density_first, refined and refined2
-chain); the default config trains jointly with weight 1 (1.8 % density NMAE instead of 0.96 %). ``data.torsion``
+chain); the default config trains jointly with weight 1 (1.8 % density NMAE instead of 0.96 %). The shipped
+resorcinol model starts from the shipped ethanol one (same architecture and elements H, C, O): 60 epochs of
+``densnet_resorcinol_from_ethanol.json`` (``--init-from dft_operators/pretrained/densnet-ethanol``), then 150 of
+``..._from_ethanol2.json`` from that. ``data.torsion``
 (degrees) also twists the rotatable bonds of each displaced geometry (``generate --torsion``); a list of
 torsions makes the data once per value and trains on their union (``io.dataset.merge``). ``data.parts`` adds
 more parts to that union, each a dict with a "name" that overrides keys of the data section (a smaller
