@@ -13,6 +13,16 @@ from dft_operators import cli
 from dft_operators.io import cards
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each case leaves ``os.environ`` as it found it: in-process ``cli.main`` sets JAX's compilation-cache
+    variables (``cache.enable_compilation_cache``), which later subprocess tests in this worker would inherit."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _fails(capsys, *args, message):
     """Runs the command; checks exit 2, one error line holding ``message``, and no traceback."""
     assert cli.main([*map(str, args), "--quiet"]) == 2

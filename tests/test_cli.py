@@ -116,10 +116,7 @@ def test_models_and_help_import_neither_jax_nor_pyscf():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_a_second_prediction_on_the_same_box_compiles_nothing(tmp_path, monkeypatch):
-    # in-process cli.main calls (test_bad_input) leave JAX's cache variables in this worker's environment
-    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        monkeypatch.delenv(name, raising=False)
+def test_a_second_prediction_on_the_same_box_compiles_nothing(tmp_path):
     env = {"DFT_OPERATORS_CACHE": str(tmp_path / "cache")}
     args = ("predict", "v2rho-fno-small", "builtin:water", "--cube", tmp_path / "w.cube", "--json")
     run_cli(*args, env=env)
